@@ -1,0 +1,1 @@
+"""The media bridge: Twilio Media Streams <-> Discord voice (python -m shetphone.bridge)."""

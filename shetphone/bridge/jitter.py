@@ -1,0 +1,62 @@
+"""A bounded jitter buffer between bursty network arrival and a steady 20 ms clock.
+
+Pure: no asyncio. The caller's clock calls pop() every 20 ms and always gets a
+whole frame, so a player never sees an empty read.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .audio import FRAME_BYTES
+
+
+class JitterBuffer:
+    """Frames in from the network, one frame out per clock tick.
+
+    Holds back output until `prefill_frames` are queued (2 = 40 ms), plays
+    silence on underrun and prefills again before resuming, and when full drops
+    the oldest frame so a stalled consumer costs audio, never memory.
+    """
+
+    def __init__(self, prefill_frames: int = 2, max_frames: int = 10, frame_bytes: int = FRAME_BYTES) -> None:
+        if frame_bytes <= 0:
+            raise ValueError("frame_bytes must be positive")
+        if max_frames < 1 or not 0 <= prefill_frames <= max_frames:
+            raise ValueError("need 0 <= prefill_frames <= max_frames and max_frames >= 1")
+        self.prefill_frames = prefill_frames
+        self.max_frames = max_frames
+        self.frame_bytes = frame_bytes
+        self.silence = bytes(frame_bytes)
+        self._frames: deque[bytes] = deque()
+        self._playing = prefill_frames == 0
+        self.dropped = 0  # frames thrown away because the buffer was full
+        self.underruns = 0  # times the buffer ran dry while playing
+
+    def push(self, frame: bytes) -> None:
+        if len(frame) != self.frame_bytes:
+            raise ValueError(f"frame must be {self.frame_bytes} bytes, got {len(frame)}")
+        if len(self._frames) >= self.max_frames:
+            self._frames.popleft()
+            self.dropped += 1
+        self._frames.append(bytes(frame))
+
+    def pop(self) -> bytes:
+        """The next frame, or silence while prefilling or on underrun; always frame_bytes long."""
+        if not self._playing:
+            if len(self._frames) < self.prefill_frames:
+                return self.silence
+            self._playing = True
+        if not self._frames:
+            self.underruns += 1
+            self._playing = self.prefill_frames == 0
+            return self.silence
+        return self._frames.popleft()
+
+    @property
+    def playing(self) -> bool:
+        """False while (re)filling to the prefill level."""
+        return self._playing
+
+    def __len__(self) -> int:
+        return len(self._frames)
