@@ -12,10 +12,10 @@ import configparser
 import os
 import re
 import secrets
-from types import MappingProxyType
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -82,7 +82,7 @@ class TwilioSettings:
     def missing(self) -> tuple[str, ...]:
         """The names of the Twilio variables that are not set."""
         values = (self.account_sid, self.auth_token, self.app_sid, self.api_key, self.api_secret)
-        return tuple(name for name, value in zip(TWILIO_VARIABLES, values) if not value)
+        return tuple(name for name, value in zip(TWILIO_VARIABLES, values, strict=True) if not value)
 
     @property
     def configured(self) -> bool:
@@ -197,7 +197,8 @@ class _Ini:
             raise ConfigError(path, "", "a key comes before any [section]", exc.lineno) from None
         except configparser.ParsingError as exc:
             lineno = exc.errors[0][0] if exc.errors else None
-            raise ConfigError(path, "", "this line is neither a [section], a key = value nor a comment", lineno) from None
+            what = "this line is neither a [section], a key = value nor a comment"
+            raise ConfigError(path, "", what, lineno) from None
         self.parser = parser
         self._lines = self._index(text)
 

@@ -1,0 +1,67 @@
+"""Shetphone's entry point.
+
+``python app.py [--host H] [--port P] [--async-mode gevent|eventlet]`` serves with
+the built-in server; ``uwsgi --ini shetphone.ini`` imports ``app`` from here;
+``flask --app app ...`` runs the admin commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve Shetphone with the built-in server.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--async-mode", choices=("gevent", "eventlet"), default="gevent")
+    return parser.parse_args()
+
+
+def _async_mode_when_imported() -> str:
+    try:
+        import uwsgi  # noqa: F401  (only importable inside uWSGI)
+
+        return "gevent_uwsgi"
+    except ImportError:
+        pass
+    from gevent import monkey
+
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
+if __name__ == "__main__":
+    ARGS = _arguments()
+    ASYNC_MODE = ARGS.async_mode
+    # Patch before anything imports socket or threading.
+    if ASYNC_MODE == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+    else:
+        import eventlet
+
+        eventlet.monkey_patch()
+else:
+    ASYNC_MODE = _async_mode_when_imported()
+
+import click  # noqa: E402
+
+from shetphone import ConfigError, create_app  # noqa: E402
+
+try:
+    app = create_app(async_mode=ASYNC_MODE)
+except ConfigError as error:
+    if click.get_current_context(silent=True) is None:
+        print(f"shetphone: {error}", file=sys.stderr)
+        sys.exit(2)
+    # Under `flask --app app ...` the admin commands still work and check-config says what is wrong.
+    from shetphone.cli import cli_app_for_broken_config
+
+    app = cli_app_for_broken_config(error)
+
+if __name__ == "__main__":
+    print(f"Shetphone on http://{ARGS.host}:{ARGS.port}/ ({ASYNC_MODE})", flush=True)
+    app.extensions["socketio"].run(app, host=ARGS.host, port=ARGS.port, log_output=False)

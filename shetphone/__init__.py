@@ -1,0 +1,91 @@
+"""Shetphone: a browser telephone on Twilio for small teams."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+from .settings import ConfigError, Settings, load_settings
+from .team import Team, build_team
+
+__all__ = ["ConfigError", "create_app", "current_team"]
+
+ROOT = Path(__file__).resolve().parent.parent
+ASYNC_MODES = ("gevent", "gevent_uwsgi", "eventlet", "threading")
+log = logging.getLogger("shetphone")
+
+
+def current_team() -> Team:
+    return current_app.extensions["shetphone"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    async_mode: str,
+    root: str | os.PathLike[str] = ROOT,
+    overrides: dict[str, Any] | None = None,
+) -> Flask:
+    """Build the app. ``async_mode`` is always explicit: gevent, gevent_uwsgi, eventlet or threading.
+
+    Raises :class:`ConfigError` (one clear line) when anything configured is wrong.
+    """
+    if async_mode not in ASYNC_MODES:
+        raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
+    from . import realtime
+    from .extensions import csrf, limiter, login_manager
+    from .web import auth, dialer, security, voice
+
+    settings = settings or load_settings(root)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(
+        "shetphone",
+        root_path=str(Path(root).resolve()),
+        instance_path=str(settings.instance_path),
+        static_folder="static",
+        template_folder="templates",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        RATELIMIT_STORAGE_URI=settings.message_queue or "memory://",
+        RATELIMIT_KEY_PREFIX="shetphone",
+        JSON_SORT_KEYS=False,
+    )
+    if overrides:
+        app.config.update(overrides)
+
+    team = build_team(settings, on_users_changed=realtime.users_changed, on_presets_changed=realtime.presets_changed)
+    app.extensions["shetphone"] = team
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    auth.init_login(app)
+    realtime.init_app(app, async_mode=async_mode, message_queue=settings.message_queue)
+    security.init_app(app)
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(dialer.bp)
+    app.register_blueprint(voice.bp)
+    csrf.exempt(voice.bp)  # Twilio signs its requests instead
+
+    from .cli import register_commands
+
+    register_commands(app)
+
+    missing = settings.twilio.missing
+    if missing:
+        log.warning("Twilio is not configured: set %s; everything but calling works", ", ".join(missing))
+    return app

@@ -1,0 +1,104 @@
+"""Admin commands: ``flask --app app users add|remove|list`` and ``flask --app app check-config``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .settings import ConfigError, Settings
+from .users import load_users, remove_user, set_password
+
+users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
+
+
+def register_commands(app: Flask, settings: Settings | None = None, error: ConfigError | None = None) -> None:
+    """Register the commands; with ``error`` the app could not start and check-config reports it."""
+
+    def current_settings() -> Settings:
+        if settings is not None:
+            return settings
+        from . import current_team
+
+        return current_team().settings
+
+    def fail(message: object) -> None:
+        click.echo(f"Error: {message}", err=True)
+        sys.exit(1)
+
+    @users.command("add")
+    @click.argument("name")
+    @click.password_option(prompt="Password", confirmation_prompt=True)
+    def add(name: str, password: str) -> None:
+        """Add NAME, or set a new password (bcrypt)."""
+        if len(password) < 8:
+            fail("the password must be at least 8 characters")
+        path = current_settings().htpasswd_path
+        try:
+            created = set_password(path, name, password)
+        except (ConfigError, ValueError) as exc:
+            fail(exc)
+        click.echo(f"{'Added' if created else 'Updated'} {name} in {path}")
+
+    @users.command("remove")
+    @click.argument("name")
+    def remove(name: str) -> None:
+        """Remove NAME; their sessions end at their next request."""
+        path = current_settings().htpasswd_path
+        try:
+            removed = remove_user(path, name)
+        except ConfigError as exc:
+            fail(exc)
+        if not removed:
+            fail(f"no user {name} in {path}")
+        click.echo(f"Removed {name} from {path}")
+
+    @users.command("list")
+    def list_users() -> None:
+        """List the user names."""
+        try:
+            names = load_users(current_settings().htpasswd_path).names()
+        except ConfigError as exc:
+            fail(exc)
+        for name in names:
+            click.echo(name)
+
+    @app.cli.command("check-config")
+    def check_config() -> None:
+        """Validate the ini file, .env, .htpasswd and presets.csv."""
+        if error is not None:
+            fail(error)
+        s = current_settings()
+        click.echo(f"{s.config_path}: ok")
+        click.echo(f"{s.htpasswd_path}: ok")
+        click.echo(f"{s.presets_path}: ok")
+        if s.twilio.missing:
+            click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
+
+    app.cli.add_command(users)
+
+
+def cli_app_for_broken_config(error: ConfigError) -> Flask:
+    """An app holding only the admin commands, for when the real one cannot start."""
+    from . import ROOT
+    from .settings import load_settings
+
+    app = Flask("shetphone")
+    try:
+        settings = load_settings(ROOT)  # the ini may be fine and only .htpasswd or presets.csv broken
+    except ConfigError:
+        settings = None
+
+    if settings is None:
+
+        @app.cli.command("check-config")
+        def check_config() -> None:
+            """Validate the configuration."""
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)
+
+        return app
+    register_commands(app, settings, error)
+    return app

@@ -1,0 +1,55 @@
+"""Who rings for a Twilio number, who may call from which number, and the rooms of a user.
+
+Plain Python over the parsed settings: the one place that answers "does this
+user belong to this number?", so Socket.IO rooms, the call log listing and the
+webhooks all agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .settings import NumberTarget
+
+
+class Directory:
+    def __init__(self, numbers: Mapping[str, NumberTarget], clients: Mapping[str, tuple[str, ...]]):
+        self._numbers = dict(numbers)
+        self._clients = dict(clients)
+        memberships: dict[str, set[str]] = {}
+        for number, target in self._numbers.items():
+            for client in target.clients:
+                memberships.setdefault(client, set()).add(number)
+        for client, caller_ids in self._clients.items():
+            memberships.setdefault(client, set()).update(caller_ids)
+        self._memberships = {client: frozenset(numbers) for client, numbers in memberships.items()}
+
+    @property
+    def team_numbers(self) -> frozenset[str]:
+        """Every Twilio number the configuration knows, in either section."""
+        return frozenset(self._numbers) | frozenset(n for ids in self._clients.values() for n in ids)
+
+    def target_for(self, number: str) -> NumberTarget | None:
+        """Where an incoming call to ``number`` goes, or None when it is not ours."""
+        return self._numbers.get(number)
+
+    def clients_for(self, number: str) -> tuple[str, ...]:
+        """The browser clients an incoming call to ``number`` rings."""
+        target = self._numbers.get(number)
+        return target.clients if target else ()
+
+    def caller_ids_for(self, client: str) -> tuple[str, ...]:
+        """The caller IDs ``client`` may use, in the configured order (the first is the default)."""
+        return self._clients.get(client, ())
+
+    def numbers_of(self, user: str) -> frozenset[str]:
+        """The Twilio numbers ``user`` rings on or may call from."""
+        return self._memberships.get(user, frozenset())
+
+    def rooms_for(self, user: str) -> list[str]:
+        """The Socket.IO rooms of ``user``: their own, and one per number they belong to."""
+        return [f"user:{user}"] + [number_room(n) for n in sorted(self.numbers_of(user))]
+
+
+def number_room(number: str) -> str:
+    return f"number:{number}"

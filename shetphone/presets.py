@@ -1,0 +1,68 @@
+"""The presets book: ``presets.csv`` with the header ``alias,country code,number``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import phonenumbers
+
+from .settings import ConfigError
+
+HEADER = ["alias", "country code", "number"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    alias: str
+    country_code: str
+    number: str
+    e164: str
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def parse_presets(text: str, path: Path) -> tuple[Preset, ...]:
+    """Parse the CSV; raise :class:`ConfigError` naming the first bad line."""
+    rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    presets: list[Preset] = []
+    header_seen = False
+    for row in rows:
+        line = rows.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        cells = [cell.strip() for cell in row]
+        if not header_seen:
+            if [cell.lower() for cell in cells] != HEADER:
+                raise ConfigError(path, "header", f"must be {','.join(HEADER)}, found {','.join(cells)}", line)
+            header_seen = True
+            continue
+        if len(cells) != 3:
+            raise ConfigError(path, "row", f"has {len(cells)} fields; expected alias,country code,number", line)
+        alias, country_code, number = cells
+        if not alias:
+            raise ConfigError(path, "alias", "is empty", line)
+        code = country_code.lstrip("+")
+        if not code.isdigit():
+            raise ConfigError(path, "country code", f"{country_code!r} is not a country calling code like 44", line)
+        try:
+            parsed = phonenumbers.parse(f"+{code}{number}", None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            raise ConfigError(path, "number", f"{number!r} is not a valid number for country code {code}", line)
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        presets.append(Preset(alias=alias, country_code=code, number=number, e164=e164))
+    if not header_seen:
+        raise ConfigError(path, "header", f"is missing; the first line must be {','.join(HEADER)}", 1)
+    return tuple(presets)
+
+
+def alias_for(presets: tuple[Preset, ...], e164: str) -> str | None:
+    for preset in presets:
+        if preset.e164 == e164:
+            return preset.alias
+    return None

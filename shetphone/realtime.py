@@ -1,0 +1,124 @@
+"""Socket.IO: who hears what.
+
+A socket joins rooms the server derives from the directory (never from the
+browser): ``user:NAME``, ``session:ID`` and ``number:E164`` for each number the
+user belongs to. Only this module emits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, current_app, request, session
+from flask_login import current_user
+from flask_socketio import SocketIO, join_room
+
+from .directory import number_room
+from .presets import Preset
+from .users import Users
+
+log = logging.getLogger(__name__)
+NAMESPACE = "/"
+WATCH_INTERVAL = 1.0  # seconds between checks of .htpasswd and presets.csv
+
+
+
+def init_app(app: Flask, *, async_mode: str, message_queue: str | None) -> SocketIO:
+    """One SocketIO per app (kept in ``app.extensions["socketio"]``), so tests can build several apps."""
+    socketio = SocketIO(
+        app,
+        async_mode=async_mode,
+        message_queue=message_queue,
+        # Same origin only (the default); say so, so nobody "fixes" it with "*".
+        cors_allowed_origins=None,
+        ping_interval=20,
+        ping_timeout=20,
+    )
+    socketio.on_event("connect", _on_connect)
+    app.before_request(ensure_watcher)
+    return socketio
+
+
+def _socketio() -> SocketIO:
+    return current_app.extensions["socketio"]
+
+
+def _team():
+    from . import current_team
+
+    return current_team()
+
+
+def _on_connect(auth: Any = None) -> bool:
+    ensure_watcher()
+    if not current_user.is_authenticated:
+        return False  # refused: the browser sees connect_error
+    team = _team()
+    name = current_user.get_id()
+    for room in team.directory.rooms_for(name):
+        join_room(room)
+    if session.get("login_id"):
+        join_room(f"session:{session['login_id']}")
+    # Catch-up: a browser that (re)connects learns of the calls still in progress.
+    numbers = team.directory.numbers_of(name)
+    for payload in team.calllog.calls_in_progress(numbers, client=name):
+        _socketio().emit("call_status", payload, to=request.sid)
+    return True
+
+
+# ----------------------------------------------------------------------------- emits
+
+
+def emit_call_status(payload: dict[str, Any]) -> None:
+    _socketio().emit("call_status", payload, to=number_room(payload["number"]))
+
+
+def emit_voicemail(payload: dict[str, Any]) -> None:
+    _socketio().emit("voicemail", payload, to=number_room(payload["number"]))
+
+
+def end_sessions(room: str) -> None:
+    """Tell every socket in ``room`` its session ended, then close the ones this process holds."""
+    _socketio().emit("session_ended", {}, to=room)
+    server = _socketio().server
+    local = [sid for sid, _ in server.manager.get_participants(NAMESPACE, room)]
+    for sid in local:
+        server.disconnect(sid, namespace=NAMESPACE)
+
+
+def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
+    _socketio().emit("presets_changed", {})
+
+
+def users_changed(old: Users, new: Users) -> None:
+    removed: Iterable[str] = [name for name in old.names() if name not in new]
+    for name in removed:
+        log.info("user %s was removed; closing their connections", name)
+        end_sessions(f"user:{name}")
+
+
+# --------------------------------------------------------------------- file watcher
+
+
+def _watch_files(app: Flask) -> None:
+    with app.app_context():
+        team = _team()
+        while True:
+            _socketio().sleep(WATCH_INTERVAL)
+            try:
+                team.users.refresh()
+                team.presets.refresh()
+            except Exception:  # a watcher that dies silently would be worse than a log line
+                log.exception("checking the watched files failed")
+
+
+def ensure_watcher() -> None:
+    """Start the file watcher once per process and app (after uWSGI's fork, not before)."""
+    app = current_app._get_current_object()
+    if app.extensions.get("shetphone_watcher_pid") == os.getpid():
+        return
+    app.extensions["shetphone_watcher_pid"] = os.getpid()
+    _socketio().start_background_task(_watch_files, app)

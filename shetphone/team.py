@@ -1,0 +1,44 @@
+"""The running team: settings and the stores built from them, in one object.
+
+Built once by ``create_app`` and reached by the web faces through
+``current_team()``; plain Python, so tests can build one without Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .calllog import CallLog
+from .dialing import DialPolicy
+from .directory import Directory
+from .presets import Preset, parse_presets
+from .settings import Settings
+from .users import Users, parse_htpasswd
+from .watched import WatchedFile
+
+
+@dataclass
+class Team:
+    settings: Settings
+    directory: Directory
+    policy: DialPolicy
+    users: WatchedFile[Users]
+    presets: WatchedFile[tuple[Preset, ...]]
+    calllog: CallLog
+
+
+def build_team(
+    settings: Settings,
+    on_users_changed: Callable[[Users, Users], None] | None = None,
+    on_presets_changed: Callable[[tuple[Preset, ...], tuple[Preset, ...]], None] | None = None,
+) -> Team:
+    """Load everything strictly: a bad file raises ConfigError here, at start."""
+    return Team(
+        settings=settings,
+        directory=Directory(settings.numbers, settings.clients),
+        policy=DialPolicy(settings.allowed_countries, settings.allow_premium),
+        users=WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed),
+        presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
+        calllog=CallLog(settings.database_url, keep_days=settings.keep_days),
+    )

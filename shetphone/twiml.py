@@ -1,0 +1,74 @@
+"""Pure TwiML builders, on the twilio library's VoiceResponse.
+
+Each returns the XML document as a string; URLs are absolute, built by the caller
+from ``public_url`` so they are right behind a proxy or under a path prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from twilio.twiml.voice_response import VoiceResponse
+
+STATUS_EVENTS = "initiated ringing answered completed"
+VOICEMAIL_MAX_SECONDS = 120
+
+
+def outbound_dial(destination: str, caller_id: str, status_url: str) -> str:
+    """A browser's call to a phone number, ringing back only once the far end answers."""
+    response = VoiceResponse()
+    dial = response.dial(caller_id=caller_id, answer_on_bridge=True)
+    dial.number(destination, status_callback=status_url, status_callback_event=STATUS_EVENTS)
+    return str(response)
+
+
+def ring_group(clients: Iterable[str], timeout: int, action_url: str, status_url: str) -> str:
+    """An incoming call ringing every client at once; the first to answer takes it."""
+    response = VoiceResponse()
+    dial = response.dial(timeout=timeout, action=action_url, answer_on_bridge=True)
+    for client in clients:
+        dial.client(client, status_callback=status_url, status_callback_event=STATUS_EVENTS)
+    return str(response)
+
+
+def media_stream(stream_url: str, parameters: Mapping[str, str]) -> str:
+    """A bidirectional Media Stream to the bridge; ``parameters`` reach it in ``start``."""
+    response = VoiceResponse()
+    stream = response.connect().stream(url=stream_url)
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value)
+    return str(response)
+
+
+def refusal(reason: str) -> str:
+    """Say why, then hang up; never a <Dial>."""
+    response = VoiceResponse()
+    response.say(reason)
+    response.hangup()
+    return str(response)
+
+
+def voicemail(greeting: str, greeting_url: str | None, recording_url: str, action_url: str | None = None) -> str:
+    """The greeting (spoken, or an audio file), a beep and a recording of at most two minutes."""
+    response = VoiceResponse()
+    if greeting_url:
+        response.play(greeting_url)
+    else:
+        response.say(greeting)
+    record_options = {
+        "max_length": VOICEMAIL_MAX_SECONDS,
+        "play_beep": True,
+        "recording_status_callback": recording_url,
+        "recording_status_callback_event": "completed",
+    }
+    if action_url:
+        record_options["action"] = action_url
+    response.record(**record_options)
+    response.hangup()
+    return str(response)
+
+
+def hangup() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)

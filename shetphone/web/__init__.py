@@ -1,0 +1,1 @@
+"""The web faces: thin blueprints that parse, call the domain and render."""

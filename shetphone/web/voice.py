@@ -1,0 +1,150 @@
+"""Twilio's webhooks: TwiML for calls, status and recording callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import current_team, realtime, twiml
+from ..dialing import DialRefused, plan_outbound_call
+from .signature import twilio_signed
+
+log = logging.getLogger(__name__)
+bp = Blueprint("voice", __name__, url_prefix="/voice")
+
+VOICEMAIL_STATUSES = {"no-answer", "busy", "failed"}
+
+
+def public_url_for(endpoint: str, **values) -> str:
+    """An absolute URL Twilio can reach: ``public_url`` + the route's path."""
+    return current_team().settings.public_url + url_for(endpoint, _external=False, **values).removeprefix(
+        request.script_root
+    )
+
+
+def xml(document: str) -> Response:
+    return Response(document, mimetype="text/xml")
+
+
+@bp.post("")
+@twilio_signed
+def incoming():
+    form = request.form
+    caller, called, call_sid = form.get("From", ""), form.get("To", ""), form.get("CallSid", "")
+    if caller.startswith("client:"):
+        return _from_browser(caller.removeprefix("client:"), called, call_sid)
+    return _to_team_number(caller, called, call_sid)
+
+
+def _from_browser(client: str, dialled: str, call_sid: str) -> Response:
+    team = current_team()
+    if client not in team.users.current:
+        return xml(twiml.refusal("Sorry, your account can no longer make calls."))
+    try:
+        call = plan_outbound_call(
+            dialled, team.directory.caller_ids_for(client), team.policy, request.form.get("CallerId") or None
+        )
+    except DialRefused as refused:
+        log.info("refused a call from %s to %r: %s", client, dialled, refused.reason)
+        return xml(twiml.refusal(refused.reason))
+    _open_call(call_sid, "outbound", call.caller_id, call.caller_id, call.destination, client)
+    return xml(twiml.outbound_dial(call.destination, call.caller_id, public_url_for("voice.status")))
+
+
+def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
+    team = current_team()
+    target = team.directory.target_for(number)
+    if target is None:
+        return xml(twiml.refusal("Sorry, this number is not in service."))
+    _open_call(call_sid, "inbound", number, caller, number, None)
+    if target.kind == "clients":
+        return xml(
+            twiml.ring_group(
+                target.clients,
+                team.settings.ring_timeout,
+                public_url_for("voice.dial_complete"),
+                public_url_for("voice.status"),
+            )
+        )
+    stream_url = f"wss://{team.settings.public_host}/media/stream"
+    return xml(twiml.media_stream(stream_url, {"target": target.stream_target, "from": caller}))
+
+
+def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> None:
+    # The call goes ahead even when the log cannot be written: a lost log row is
+    # better than a lost call.
+    try:
+        current_team().calllog.open_call(
+            call_sid, direction=direction, number=number, from_=caller, to=called, client=client
+        )
+    except SQLAlchemyError:
+        log.exception("could not log the start of call %s", call_sid)
+
+
+@bp.post("/status")
+@twilio_signed
+def status():
+    try:
+        payload = current_team().calllog.record_status(request.form)
+    except SQLAlchemyError:
+        log.exception("could not record a status callback; Twilio will retry")
+        abort(503)
+    if payload is not None:
+        realtime.emit_call_status(payload)
+    return "", 204
+
+
+@bp.post("/dial-complete")
+@twilio_signed
+def dial_complete():
+    team = current_team()
+    outcome = request.form.get("DialCallStatus", "")
+    call_sid = request.form.get("CallSid", "")
+    try:
+        team.calllog.record_dial_outcome(call_sid, outcome)
+    except SQLAlchemyError:
+        log.exception("could not record the outcome of call %s", call_sid)
+    if outcome in VOICEMAIL_STATUSES and team.settings.voicemail:
+        return xml(
+            twiml.voicemail(
+                team.settings.voicemail_greeting,
+                team.settings.voicemail_greeting_url,
+                public_url_for("voice.recording"),
+            )
+        )
+    return xml(twiml.hangup())
+
+
+@bp.post("/recording")
+@twilio_signed
+def recording():
+    form = request.form
+    if form.get("RecordingStatus", "completed") != "completed":
+        return "", 204
+    try:
+        duration = int(form.get("RecordingDuration") or 0)
+    except ValueError:
+        duration = 0
+    try:
+        stored = current_team().calllog.record_voicemail(
+            form.get("CallSid", ""),
+            recording_sid=form.get("RecordingSid", ""),
+            recording_url=form.get("RecordingUrl", ""),
+            duration=duration,
+        )
+    except SQLAlchemyError:
+        log.exception("could not store a recording; Twilio will retry")
+        abort(503)
+    if stored is not None:
+        realtime.emit_voicemail(
+            {
+                "call_sid": stored["call_sid"],
+                "number": stored["number"],
+                "from": stored["from"],
+                "recording_url": url_for("dialer.voicemail_audio", recording_sid=stored["recording_sid"]),
+                "duration": stored["duration"],
+            }
+        )
+    return "", 204

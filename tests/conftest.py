@@ -1,0 +1,257 @@
+"""Shared fixtures: a team configuration on disk, the app, signed Twilio requests, a live server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from passlib.hash import bcrypt
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_URL = "https://phone.example.test"
+PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-333"}
+
+INI = """\
+[uwsgi]
+module = app:app
+
+[shetphone]
+public_url = {public_url}
+htpasswd = .htpasswd
+presets = presets.csv
+database = shetphone.sqlite3
+ring_timeout = 20
+{extra}
+[shetphone:numbers]
++441595000001 = alice bob
++441595000002 = discord:123456789012345678
++441595000003 = echo
++441595000004 = carol
+
+[shetphone:clients]
+alice = +441595000001 +15005550006
+bob = +441595000001
+carol = +441595000004
+
+[shetphone:bridge]
+listen = 127.0.0.1:5001
+text_channel = 123456789012345679
+"""
+
+PRESETS = """\
+alias,country code,number
+Mum,44,1595 123456
+Dad,1,201 555 0123
+"""
+
+
+def htpasswd_line(name: str, password: str) -> str:
+    # Few rounds: the tests log in often; the format is what production writes.
+    return f"{name}:{bcrypt.using(rounds=4, ident='2y').hash(password)}\n"
+
+
+def twilio_environment() -> dict[str, str]:
+    return {
+        "TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
+        "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+        "TWILIO_APP_SID": "AP" + secrets.token_hex(16),
+        "TWILIO_API_KEY": "SK" + secrets.token_hex(16),
+        "TWILIO_API_SECRET": secrets.token_hex(16),
+    }
+
+
+@dataclass
+class TeamFiles:
+    """A team's configuration written to a temporary directory."""
+
+    root: Path
+    environ: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ini(self) -> Path:
+        return self.root / "shetphone.ini"
+
+    @property
+    def htpasswd(self) -> Path:
+        return self.root / ".htpasswd"
+
+    @property
+    def presets(self) -> Path:
+        return self.root / "presets.csv"
+
+    @property
+    def auth_token(self) -> str:
+        return self.environ["TWILIO_AUTH_TOKEN"]
+
+    def write_ini(self, extra: str = "", public_url: str = PUBLIC_URL) -> None:
+        self.ini.write_text(INI.format(public_url=public_url, extra=extra), encoding="utf-8")
+
+    def write_users(self, passwords: dict[str, str]) -> None:
+        self.htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in passwords.items()), encoding="utf-8")
+
+
+def make_team_files(root: Path, extra: str = "", public_url: str = PUBLIC_URL) -> TeamFiles:
+    files = TeamFiles(root=root)
+    files.environ = {
+        **twilio_environment(),
+        "SHETPHONE_CONFIG": str(root / "shetphone.ini"),
+        "SHETPHONE_SECRET_KEY": secrets.token_hex(16),
+    }
+    files.write_ini(extra, public_url)
+    files.write_users(PASSWORDS)
+    files.presets.write_text(PRESETS, encoding="utf-8")
+    return files
+
+
+@pytest.fixture
+def team_files(tmp_path: Path) -> TeamFiles:
+    return make_team_files(tmp_path)
+
+
+@pytest.fixture
+def settings(team_files: TeamFiles):
+    from shetphone.settings import load_settings
+
+    return load_settings(team_files.root, team_files.environ)
+
+
+@pytest.fixture
+def app(settings):
+    from shetphone import create_app
+
+    app = create_app(settings, async_mode="threading", overrides={"TESTING": True})
+    yield app
+    app.extensions["shetphone"].calllog.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token_from(html: str) -> str:
+    marker = 'name="csrf_token"'
+    start = html.index(marker)
+    value_at = html.index('value="', start) + len('value="')
+    return html[value_at : html.index('"', value_at)]
+
+
+def login(client, name: str, password: str | None = None):
+    page = client.get("/login")
+    token = csrf_token_from(page.get_data(as_text=True))
+    return client.post(
+        "/login",
+        data={"username": name, "password": password or PASSWORDS[name], "csrf_token": token},
+    )
+
+
+def signature_for(auth_token: str, url: str, params: dict[str, str]) -> str:
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+@pytest.fixture
+def twilio_post(client, team_files: TeamFiles) -> Callable:
+    """POST to a Twilio route the way Twilio does: form fields signed with the auth token."""
+
+    def post(path: str, params: dict[str, str], signature: str | None = None):
+        url = PUBLIC_URL + path
+        sig = signature if signature is not None else signature_for(team_files.auth_token, url, params)
+        return client.post(path, data=params, headers={"X-Twilio-Signature": sig})
+
+    return post
+
+
+# ------------------------------------------------------------------------ live server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    files: TeamFiles
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def post_signed(self, path: str, params: dict[str, str], session: requests.Session | None = None):
+        sig = signature_for(self.files.auth_token, self.files_public_url + path, params)
+        return (session or requests).post(self.url + path, data=params, headers={"X-Twilio-Signature": sig},
+                                          timeout=10)
+
+    @property
+    def files_public_url(self) -> str:
+        return self.public_url
+
+    public_url: str = PUBLIC_URL
+
+
+def start_server(files: TeamFiles, async_mode: str = "gevent", port: int | None = None,
+                 public_url: str = PUBLIC_URL) -> LiveServer:
+    port = port or free_port()
+    log_path = files.root / f"server-{port}.log"
+    env = {**os.environ, **files.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--async-mode", async_mode],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(url=f"http://127.0.0.1:{port}", files=files, process=process, log_path=log_path)
+    server.public_url = public_url
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if requests.get(server.url + "/healthz", timeout=1).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"the server did not answer within 30 s:\n{server.log()}")
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The real server (``python app.py``, gevent) on a free loopback port, with its own team files."""
+    server = start_server(make_team_files(tmp_path))
+    yield server
+    server.stop()
+
+
+def live_login(server: LiveServer, name: str, password: str | None = None) -> requests.Session:
+    """A requests session logged in to the live server (its cookie works for Socket.IO too)."""
+    session = requests.Session()
+    page = session.get(server.url + "/login", timeout=10)
+    response = session.post(
+        server.url + "/login",
+        data={"username": name, "password": password or PASSWORDS[name], "csrf_token": csrf_token_from(page.text)},
+        allow_redirects=False, timeout=10,
+    )
+    assert response.status_code == 302, response.text
+    return session
