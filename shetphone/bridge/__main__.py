@@ -1,0 +1,109 @@
+"""``python -m shetphone.bridge [--record DIR]``: the Twilio Media Streams bridge.
+
+Exit status: 0 after SIGTERM or SIGINT (sessions closed, recordings finalised),
+2 when the configuration is wrong (one clear line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..settings import ConfigError, Settings, load_settings
+from .server import MEDIA_PATH, Bridge, BridgeConfig, make_targets
+from .targets.discord import DiscordHub
+
+log = logging.getLogger("shetphone.bridge")
+
+ROOT = Path(__file__).resolve().parents[2]  # the directory of app.py
+EXIT_CONFIG = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m shetphone.bridge",
+        description="Bridge Twilio Media Streams to Discord voice channels (settings: [shetphone:bridge]).",
+    )
+    parser.add_argument("--record", metavar="DIR", type=Path, help="also write each call to DIR/CALLSID.wav")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser.parse_args(argv)
+
+
+def check_record_dir(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(directory, "--record", f"cannot be created: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(directory, "--record", "is not writable")
+    return directory.resolve()
+
+
+async def serve(settings: Settings, record_dir: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    hub = None
+    if settings.discord_bot_token:
+        hub = DiscordHub.with_bot(settings.bridge.text_channel)
+        hub.start(settings.discord_bot_token)
+    else:
+        log.warning("DISCORD_BOT_TOKEN is not set: only echo streams will be served")
+
+    config = BridgeConfig(settings.twilio.auth_token, settings.public_host, record_dir)
+    bridge = Bridge(config, make_targets(hub))
+    host, port = settings.bridge.host, settings.bridge.port
+    try:
+        await bridge.start(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            settings.config_path, "[shetphone:bridge] listen", f"cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+    log.info(
+        "media bridge listening on ws://%s:%d%s for wss://%s%s%s",
+        host,
+        bridge.port,
+        MEDIA_PATH,
+        settings.public_host,
+        MEDIA_PATH,
+        f", recording into {record_dir}" if record_dir else "",
+    )
+    await stop.wait()
+    log.info("shutting down: closing %d streams", len(bridge.sessions))
+    await bridge.stop()
+    if hub is not None:
+        await hub.close()
+    log.info("media bridge stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(ROOT)
+        if not settings.twilio.auth_token:
+            raise ConfigError(
+                settings.config_path,
+                "TWILIO_AUTH_TOKEN",
+                "is not set; the media bridge needs it to check Twilio's signatures",
+            )
+        record_dir = check_record_dir(args.record) if args.record else None
+        return asyncio.run(serve(settings, record_dir))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

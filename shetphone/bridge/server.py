@@ -1,0 +1,287 @@
+"""The WebSocket server Twilio opens Media Streams to: signed upgrade, one session per stream.
+
+Thin on purpose: the upgrade is checked here (path, ``X-Twilio-Signature``),
+messages are parsed by :mod:`.protocol`, and the audio lives in :mod:`.session`.
+A bad message is logged and skipped; one that makes the stream meaningless
+(a bad target, a second stream with the same SID) ends that stream only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .protocol import (
+    MAX_MESSAGE_CHARS,
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+    TargetSpec,
+    parse_message,
+    parse_target,
+)
+from .session import Outbox, Session
+from .targets import Target
+from .targets.discord import DiscordHub, DiscordTarget
+from .targets.echo import EchoTarget
+from .targets.recorder import WavRecorder
+
+log = logging.getLogger(__name__)
+
+MEDIA_PATH = "/media/stream"
+# Incoming frames websockets may hold before it stops reading the socket: the
+# network, not our memory, then buffers a sender that outpaces us.
+MAX_QUEUED_FRAMES = 32
+# A stream that sends nothing but garbage is not Twilio: stop listening to it.
+MAX_BAD_MESSAGES_IN_A_ROW = 100
+# Logging every bad message of a flood would flood the log instead.
+LOGGED_BAD_MESSAGES = 10
+DTMF_KEPT = 32
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # the peer broke the protocol
+CLOSE_UNAVAILABLE = 1011  # we cannot serve this stream
+
+TargetFactory = Callable[[TargetSpec, Start, str], Target]  # spec, start message, caller
+
+
+class TargetUnavailable(Exception):
+    """The stream names a target this bridge cannot serve (e.g. Discord without a token)."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    auth_token: str
+    public_host: str  # host[:port] of public_url: what Twilio signed the wss:// URL with
+    record_dir: Path | None = None
+
+
+def make_targets(hub: DiscordHub | None) -> TargetFactory:
+    """The bridge's targets: echo always, Discord when there is a bot (``hub``)."""
+
+    def make_target(spec: TargetSpec, start: Start, caller: str) -> Target:
+        if spec.kind == "echo":
+            return EchoTarget()
+        if hub is None or spec.channel_id is None:
+            raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKEN, which is not set")
+        return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller)
+
+    return make_target
+
+
+class Bridge:
+    """Every stream the bridge serves, and the server they arrive on."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        make_target: TargetFactory | None = None,
+        *,
+        on_tick: Callable[[Session, bytes], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.make_target = make_target or make_targets(None)
+        self.on_tick = on_tick
+        self.sessions: dict[str, Session] = {}
+        self.server: Server | None = None
+        self._validator = RequestValidator(config.auth_token)
+
+    # ----------------------------------------------------------------- the upgrade
+
+    def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the handshake: right path and a valid Twilio signature, else 404 / 403."""
+        if urlsplit(request.path).path != MEDIA_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        signature = request.headers.get("X-Twilio-Signature")
+        url = f"wss://{self.config.public_host}{request.path}"
+        if not signature or not self._validator.validate(url, {}, signature):
+            log.warning(
+                "refused %s from %s: %s X-Twilio-Signature",
+                request.path,
+                _peer(connection),
+                "invalid" if signature else "no",
+            )
+            return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return None
+
+    # ----------------------------------------------------------------- serving
+
+    async def start(self, host: str, port: int) -> Server:
+        """Listen; ``port`` 0 picks a free port (see :attr:`port`)."""
+        self.server = await serve(
+            self.handle,
+            host,
+            port,
+            process_request=self.check_request,
+            max_size=MAX_MESSAGE_CHARS,
+            max_queue=MAX_QUEUED_FRAMES,
+            compression=None,  # 20 ms of audio per message: deflate costs more than it saves
+        )
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close every connection (going away) and end every session: recordings finalised."""
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            await self.server.wait_closed()
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()
+
+    async def handle(self, websocket: ServerConnection) -> None:
+        await _Stream(self, websocket).run()
+
+
+class _Stream:
+    """One websocket connection: Twilio's messages for one stream, in order."""
+
+    def __init__(self, bridge: Bridge, websocket: ServerConnection) -> None:
+        self.bridge = bridge
+        self.websocket = websocket
+        self.session: Session | None = None
+        self.outbox = Outbox()
+        self.dtmf: deque[str] = deque(maxlen=DTMF_KEPT)
+        self._sender: asyncio.Task[None] | None = None
+        self._bad_in_a_row = 0
+        self._bad_total = 0
+        self._name = _peer(websocket)
+
+    async def run(self) -> None:
+        try:
+            async for raw in self.websocket:
+                try:
+                    message = parse_message(raw)
+                except ProtocolError as exc:
+                    if self._bad(str(exc)):
+                        return
+                    continue
+                self._bad_in_a_row = 0
+                if not await self._dispatch(message):
+                    return
+        except ConnectionClosed as exc:
+            log.info("%s: connection lost (%s)", self._name, exc)
+        finally:
+            await self._end()
+
+    async def _dispatch(self, message: object) -> bool:
+        """Act on one message; False ends the stream."""
+        match message:
+            case Media():
+                if self.session is None:
+                    return not self._bad("media before start")
+                if message.stream_sid != self.session.stream_sid:
+                    return not self._bad(f"media for stream {message.stream_sid}, not {self.session.stream_sid}")
+                if message.track == "inbound":  # a both_tracks stream also carries our own audio
+                    self.session.receive_media(message.payload)
+                return True
+            case Start():
+                return await self._start(message)
+            case Connected():
+                log.debug("%s: connected (protocol %s %s)", self._name, message.protocol, message.version)
+                return True
+            case Dtmf():
+                log.info("%s: DTMF %s", self._name, message.digit)
+                self.dtmf.append(message.digit)
+                return True
+            case Mark():
+                log.debug("%s: mark %r played", self._name, message.name)
+                return True
+            case Stop():
+                log.info("%s: stop", self._name)
+                await self.websocket.close(CLOSE_NORMAL, "stream stopped")
+                return False
+        return True
+
+    async def _start(self, start: Start) -> bool:
+        if self.session is not None:
+            return not self._bad("a second start on one stream")
+        bridge = self.bridge
+        caller = start.custom_parameters.get("from") or "unknown caller"
+        try:
+            spec = parse_target(start.custom_parameters.get("target"))
+        except ProtocolError as exc:
+            return await self._refuse(CLOSE_POLICY, str(exc))
+        if start.stream_sid in bridge.sessions:
+            return await self._refuse(CLOSE_POLICY, f"stream {start.stream_sid} is already running")
+        try:
+            target = bridge.make_target(spec, start, caller)
+        except TargetUnavailable as exc:
+            return await self._refuse(CLOSE_UNAVAILABLE, str(exc))
+        recorder = None
+        if bridge.config.record_dir is not None:
+            try:
+                recorder = WavRecorder.for_call(bridge.config.record_dir, start.call_sid, start.stream_sid)
+            except OSError as exc:
+                log.error("stream %s: cannot record into %s: %s", start.stream_sid, bridge.config.record_dir, exc)
+        session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick)
+        self.session = session
+        bridge.sessions[start.stream_sid] = session
+        self._name = f"stream {start.stream_sid}"
+        log.info("%s: call %s from %s to %s", self._name, start.call_sid, caller, spec)
+        self._sender = asyncio.create_task(self._send_outbox(), name=f"sender {start.stream_sid}")
+        await session.open()
+        return True
+
+    async def _refuse(self, code: int, reason: str) -> bool:
+        log.error("%s: stream refused: %s", self._name, reason)
+        await self.websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
+        return False
+
+    def _bad(self, reason: str) -> bool:
+        """Log a bad message; True when there have been so many that the stream should end."""
+        self._bad_in_a_row += 1
+        self._bad_total += 1
+        if self._bad_total <= LOGGED_BAD_MESSAGES or self._bad_total % 100 == 0:
+            log.warning("%s: bad message skipped (%d so far): %s", self._name, self._bad_total, reason)
+        if self._bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW:
+            log.error("%s: %d bad messages in a row; ending the stream", self._name, self._bad_in_a_row)
+            return True
+        return False
+
+    async def _send_outbox(self) -> None:
+        """Audio for the caller, in order; a stalled reader only fills the bounded outbox."""
+        try:
+            while True:
+                message = await self.outbox.get()
+                await self.websocket.send(message)
+        except ConnectionClosed:
+            pass
+
+    async def _end(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        session, self.session = self.session, None
+        if session is not None:
+            if self.bridge.sessions.get(session.stream_sid) is session:
+                del self.bridge.sessions[session.stream_sid]
+            await session.close()
+        if self._bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW:
+            await self.websocket.close(CLOSE_POLICY, "too many bad messages")
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+    except (TypeError, ValueError):
+        return "connection"
+    return f"{host}:{port}"
