@@ -178,6 +178,8 @@ def decode_payload(text: str) -> bytes:
         raise ProtocolError("media: payload is not valid base64") from None
     if not payload:
         raise ProtocolError("media: payload is empty")
+    if len(payload) > MAX_MEDIA_PAYLOAD:
+        raise ProtocolError(f"media: payload longer than {MAX_MEDIA_PAYLOAD} bytes")
     return payload
 
 
