@@ -154,6 +154,14 @@ recordings = sa.Table(
     sa.Index("recordings_by_call", "call_sid"),
 )
 
+# The hot path's statements, built once (building a statement costs more than running it).
+_LEG = sa.select(legs).where(legs.c.call_sid == sa.bindparam("call_sid"))
+_LEG_ROOT = sa.select(legs.c.root_call_sid).where(legs.c.call_sid == sa.bindparam("call_sid"))
+_LEGS_OF_CALL = sa.select(legs).where(legs.c.root_call_sid == sa.bindparam("root_call_sid"))
+_CALL_FOR_UPDATE = sa.select(calls).where(calls.c.call_sid == sa.bindparam("call_sid")).with_for_update()
+_UPDATE_LEG = legs.update().where(legs.c.call_sid == sa.bindparam("key"))
+_UPDATE_SUMMARY = calls.update().where(calls.c.call_sid == sa.bindparam("key"))
+
 # MIGRATIONS[n] brings a database at version n - 1 up to version n, inside the
 # start-up transaction. A fresh database is created at SCHEMA_VERSION directly.
 Migration = Callable[[Connection], None]
@@ -258,6 +266,13 @@ def summarise(root_call_sid: str, leg_states: Sequence[_LegState], dial_status: 
     return status, False, 0
 
 
+def _advances(leg: Any, sequence: int | None, rank: int) -> bool:
+    """Whether a callback moves this leg forward: newer, higher on the ladder, not after the end."""
+    if sequence is not None and leg.sequence is not None and sequence <= leg.sequence:
+        return False  # a repeat, or older than what was applied
+    return leg.status_rank < TERMINAL_RANK and rank > leg.status_rank
+
+
 def _is_missed(direction: str, status: str, answered: bool) -> bool:
     return direction == "inbound" and not answered and status in TERMINAL_STATUSES
 
@@ -336,50 +351,55 @@ class CallLog:
             if call_sid:
                 log.warning("status callback for %s with unknown CallStatus %r ignored", call_sid, status)
             return None
-        parent_call_sid = form.get("ParentCallSid") or None
         sequence = _int_or_none(form.get("SequenceNumber"))
         rank = STATUS_RANK[status]
-        event_at = _twilio_time(form.get("Timestamp")) or _naive_utc(self._clock())
 
         with self._writer.begin() as conn:
-            root_call_sid = self._find_root(conn, call_sid, parent_call_sid)
+            # A leg only moves forward, so a callback this unlocked read already rejects
+            # stays rejected: Twilio's retries cost one indexed read.
+            leg = conn.execute(_LEG, {"call_sid": call_sid}).one_or_none()
+            if leg is not None and not _advances(leg, sequence, rank):
+                return None
+            if leg is not None:
+                root_call_sid = leg.root_call_sid
+            else:
+                root_call_sid = self._find_root(conn, call_sid, form.get("ParentCallSid") or None)
             if root_call_sid is None:
                 return None
-            # Lock the root call: callbacks of one call are applied one at a time (PostgreSQL;
-            # SQLite's BEGIN IMMEDIATE already serialises every writer).
-            call = conn.execute(sa.select(calls).where(calls.c.call_sid == root_call_sid).with_for_update()).one()
-            leg = conn.execute(sa.select(legs).where(legs.c.call_sid == call_sid)).one_or_none()
-            if leg is not None:
-                if sequence is not None and leg.sequence is not None and sequence <= leg.sequence:
-                    return None  # a repeat, or older than what we applied
-                if leg.status_rank >= TERMINAL_RANK or rank <= leg.status_rank:
-                    return None  # terminal is final; never backwards; same rung is no news
-            answered = rank == ANSWERED_RANK or status == "completed" or bool(leg is not None and leg.answered)
+            # Lock the root call so its callbacks apply one at a time (PostgreSQL; SQLite's
+            # BEGIN IMMEDIATE already serialises writers), then decide on fresh state.
+            call = conn.execute(_CALL_FOR_UPDATE, {"call_sid": root_call_sid}).one()
+            leg_states = {row.call_sid: row for row in conn.execute(_LEGS_OF_CALL, {"root_call_sid": root_call_sid})}
+            leg = leg_states.get(call_sid)
+            if leg is not None and not _advances(leg, sequence, rank):
+                return None  # another worker applied this or a newer callback meanwhile
             values = {
                 "status": status,
                 "status_rank": rank,
                 "sequence": sequence if sequence is not None else (leg.sequence if leg is not None else None),
-                "answered": answered,
+                "answered": rank == ANSWERED_RANK or status == "completed" or bool(leg is not None and leg.answered),
                 "duration": _int_or_none(form.get("CallDuration")) or 0,
-                "event_at": event_at,
+                "event_at": _twilio_time(form.get("Timestamp")) or _naive_utc(self._clock()),
             }
             if leg is None:
-                parent_call_sid = parent_call_sid if call_sid != root_call_sid else None
+                parent_call_sid = None if call_sid == root_call_sid else form.get("ParentCallSid") or None
                 conn.execute(
-                    legs.insert().values(
-                        call_sid=call_sid,
-                        root_call_sid=root_call_sid,
-                        parent_call_sid=parent_call_sid,
-                        from_number=form.get("From"),
-                        to_number=form.get("To"),
+                    legs.insert(),
+                    {
+                        "call_sid": call_sid,
+                        "root_call_sid": root_call_sid,
+                        "parent_call_sid": parent_call_sid,
+                        "from_number": form.get("From"),
+                        "to_number": form.get("To"),
                         **values,
-                    )
+                    },
                 )
             else:
                 parent_call_sid = leg.parent_call_sid
-                conn.execute(legs.update().where(legs.c.call_sid == call_sid).values(**values))
-            self._update_summary(conn, root_call_sid)
-        return self._status_payload(call, call_sid, parent_call_sid, status, event_at, sequence)
+                conn.execute(_UPDATE_LEG, {"key": call_sid, **values})
+            leg_states[call_sid] = _LegState(call_sid, status, rank, values["answered"], values["duration"])
+            self._write_summary(conn, call, leg_states.values(), call.dial_status)
+        return self._status_payload(call, call_sid, parent_call_sid, status, values["event_at"], sequence)
 
     def record_dial_outcome(self, call_sid: str, dial_call_status: str) -> None:
         """The ``DialCallStatus`` of the root call's ``<Dial>`` (from ``/voice/dial-complete``)."""
@@ -388,11 +408,12 @@ class CallLog:
             log.warning("DialCallStatus %r of %s ignored", dial_call_status, call_sid)
             return
         with self._writer.begin() as conn:
-            call = conn.execute(sa.select(calls).where(calls.c.call_sid == call_sid).with_for_update()).one_or_none()
+            call = conn.execute(_CALL_FOR_UPDATE, {"call_sid": call_sid}).one_or_none()
             if call is None or call.dial_status == dial_status:
                 return
             conn.execute(calls.update().where(calls.c.call_sid == call_sid).values(dial_status=dial_status))
-            self._update_summary(conn, call_sid)
+            leg_states = conn.execute(_LEGS_OF_CALL, {"root_call_sid": call_sid}).all()
+            self._write_summary(conn, call, leg_states, dial_status)
 
     def record_voicemail(self, call_sid: str, *, recording_sid: str, recording_url: str, duration: int) -> dict | None:
         """Store a voicemail; the ``voicemail`` event's facts, or None for an unknown call or a repeat."""
@@ -576,34 +597,28 @@ class CallLog:
 
     @staticmethod
     def _find_root(conn: Connection, call_sid: str, parent_call_sid: str | None) -> str | None:
-        """The root call a leg belongs to: known leg, the root itself, or through its parent."""
-        for candidate in (call_sid, parent_call_sid):
-            if not candidate:
-                continue
-            root = conn.scalar(sa.select(legs.c.root_call_sid).where(legs.c.call_sid == candidate))
-            if root is None:
-                root = conn.scalar(sa.select(calls.c.call_sid).where(calls.c.call_sid == candidate))
-            if root is not None:
-                return root
+        """The root call of a leg seen for the first time: itself, or its parent's root."""
+        candidates = [sid for sid in (call_sid, parent_call_sid) if sid]
+        known = set(conn.scalars(sa.select(calls.c.call_sid).where(calls.c.call_sid.in_(candidates))))
+        for candidate in candidates:
+            if candidate in known:
+                return candidate
+        if parent_call_sid:  # a child of a child: Twilio does not do this today, but follow it
+            return conn.scalar(_LEG_ROOT, {"call_sid": parent_call_sid})
         return None
 
     @staticmethod
-    def _update_summary(conn: Connection, root_call_sid: str) -> None:
-        dial_status = conn.scalar(sa.select(calls.c.dial_status).where(calls.c.call_sid == root_call_sid))
-        leg_states = [
-            _LegState(*row)
-            for row in conn.execute(
-                sa.select(legs.c.call_sid, legs.c.status, legs.c.status_rank, legs.c.answered, legs.c.duration).where(
-                    legs.c.root_call_sid == root_call_sid
-                )
-            )
+    def _write_summary(conn: Connection, call: Any, leg_states: Iterable[Any], dial_status: str | None) -> None:
+        """Rewrite the call's summary of its legs when it changed."""
+        states = [
+            _LegState(leg.call_sid, leg.status, leg.status_rank, leg.answered, leg.duration) for leg in leg_states
         ]
-        status, answered, duration = summarise(root_call_sid, leg_states, dial_status)
-        conn.execute(
-            calls.update()
-            .where(calls.c.call_sid == root_call_sid)
-            .values(status=status, answered=answered, duration=duration)
-        )
+        summary = summarise(call.call_sid, states, dial_status)
+        if summary != (call.status, call.answered, call.duration):
+            status, answered, duration = summary
+            conn.execute(
+                _UPDATE_SUMMARY, {"key": call.call_sid, "status": status, "answered": answered, "duration": duration}
+            )
 
     @staticmethod
     def _status_payload(

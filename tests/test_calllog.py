@@ -347,10 +347,10 @@ def test_open_call_is_idempotent(log: CallLog, clock: FakeClock) -> None:
 def test_a_failed_write_leaves_nothing_half_written(log: CallLog, monkeypatch: pytest.MonkeyPatch) -> None:
     open_inbound(log, "CAroot")
 
-    def broken(conn: sa.Connection, root_call_sid: str) -> None:
+    def broken(*args: object) -> None:  # fails after the leg was written, before the summary
         raise sa.exc.OperationalError("UPDATE calls", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(CallLog, "_update_summary", staticmethod(broken))
+    monkeypatch.setattr(CallLog, "_write_summary", staticmethod(broken))
     with pytest.raises(sa.exc.OperationalError):
         log.record_status(callback("CAleg", "ringing", 1, parent="CAroot"))
     monkeypatch.undo()
