@@ -66,7 +66,11 @@ def create_app(
     if overrides:
         app.config.update(overrides)
 
-    team = build_team(settings, on_users_changed=realtime.users_changed, on_presets_changed=realtime.presets_changed)
+    team = build_team(
+        settings,
+        on_users_changed=realtime.in_app_context(app, realtime.users_changed),
+        on_presets_changed=realtime.in_app_context(app, realtime.presets_changed),
+    )
     app.extensions["shetphone"] = team
 
     csrf.init_app(app)

@@ -42,6 +42,16 @@ def init_app(app: Flask, *, async_mode: str, message_queue: str | None) -> Socke
     return socketio
 
 
+def in_app_context(app: Flask, callback):
+    """Wrap a file-change callback so it runs with ``app`` current, whoever noticed the change."""
+
+    def wrapped(*args):
+        with app.app_context():
+            callback(*args)
+
+    return wrapped
+
+
 def _socketio() -> SocketIO:
     return current_app.extensions["socketio"]
 

@@ -76,6 +76,8 @@ class TeamFiles:
 
     root: Path
     environ: dict[str, str] = field(default_factory=dict)
+    public_url: str = PUBLIC_URL
+    extra_ini: str = ""
 
     @property
     def ini(self) -> Path:
@@ -93,8 +95,10 @@ class TeamFiles:
     def auth_token(self) -> str:
         return self.environ["TWILIO_AUTH_TOKEN"]
 
-    def write_ini(self, extra: str = "", public_url: str = PUBLIC_URL) -> None:
-        self.ini.write_text(INI.format(public_url=public_url, extra=extra), encoding="utf-8")
+    def write_ini(self, extra: str | None = None, public_url: str | None = None) -> None:
+        self.extra_ini = self.extra_ini if extra is None else extra
+        self.public_url = public_url or self.public_url
+        self.ini.write_text(INI.format(public_url=self.public_url, extra=self.extra_ini), encoding="utf-8")
 
     def write_users(self, passwords: dict[str, str]) -> None:
         self.htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in passwords.items()), encoding="utf-8")
@@ -200,20 +204,15 @@ class LiveServer:
                 self.process.wait()
 
     def post_signed(self, path: str, params: dict[str, str], session: requests.Session | None = None):
-        sig = signature_for(self.files.auth_token, self.files_public_url + path, params)
+        sig = signature_for(self.files.auth_token, self.files.public_url + path, params)
         return (session or requests).post(self.url + path, data=params, headers={"X-Twilio-Signature": sig},
                                           timeout=10)
 
-    @property
-    def files_public_url(self) -> str:
-        return self.public_url
 
-    public_url: str = PUBLIC_URL
-
-
-def start_server(files: TeamFiles, async_mode: str = "gevent", port: int | None = None,
-                 public_url: str = PUBLIC_URL) -> LiveServer:
+def start_server(files: TeamFiles, async_mode: str = "gevent", port: int | None = None) -> LiveServer:
+    """Serve ``files`` with ``python app.py``; its public_url becomes the local URL, as for `make run`."""
     port = port or free_port()
+    files.write_ini(public_url=f"http://127.0.0.1:{port}")
     log_path = files.root / f"server-{port}.log"
     env = {**os.environ, **files.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
@@ -222,7 +221,6 @@ def start_server(files: TeamFiles, async_mode: str = "gevent", port: int | None 
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     server = LiveServer(url=f"http://127.0.0.1:{port}", files=files, process=process, log_path=log_path)
-    server.public_url = public_url
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from functools import wraps
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session, url_for
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
@@ -35,8 +35,8 @@ class LoginForm(FlaskForm):
 
 
 def init_login(app: Flask) -> None:
-    login_manager.login_view = "auth.login"
     login_manager.login_message = None
+    login_manager.unauthorized_handler(_to_login_page)
     login_manager.session_protection = "basic"
     app.errorhandler(429)(_locked_out)
 
@@ -45,6 +45,12 @@ def init_login(app: Flask) -> None:
 def _load_user(name: str) -> User | None:
     # Checked on every request: a user removed from .htpasswd is out at once.
     return User(name) if name in current_team().users.current else None
+
+
+def _to_login_page():
+    # /login?next=/ with the path unescaped, as people (and the spec) write it.
+    target = request.full_path.rstrip("?") if request.query_string else request.path
+    return redirect(url_for("auth.login") + "?next=" + quote(target, safe="/"))
 
 
 def api_login_required(view):

@@ -1,0 +1,135 @@
+"""Login, logout, CSRF, lockout and sessions through the Flask test client."""
+
+import pytest
+from conftest import PASSWORDS, csrf_token_from, login
+
+
+def test_the_dialer_needs_a_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/"
+
+
+def test_json_routes_answer_401_json(client):
+    for path in ("/token", "/presets", "/calls"):
+        response = client.get(path)
+        assert response.status_code == 401
+        assert response.get_json() == {"error": "not logged in"}
+
+
+def test_login_success_goes_to_next(client):
+    page = client.get("/login?next=/")
+    token = csrf_token_from(page.get_data(as_text=True))
+    response = client.post("/login?next=/", data={"username": "alice", "password": PASSWORDS["alice"],
+                                                  "csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert client.get("/").status_code == 200
+    assert client.get("/token").get_json()["identity"] == "alice"
+
+
+@pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:x"])
+def test_next_is_only_same_site(client, next_url):
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", query_string={"next": next_url},
+                           data={"username": "alice", "password": PASSWORDS["alice"], "csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_wrong_password_is_401_with_the_form(client):
+    response = login(client, "alice", "not her password")
+    assert response.status_code == 401
+    body = response.get_data(as_text=True)
+    assert "Wrong user name or password." in body
+    assert 'name="csrf_token"' in body
+    assert client.get("/token").status_code == 401
+
+
+def test_unknown_user_is_401(client):
+    assert login(client, "mallory", "anything").status_code == 401
+
+
+def test_missing_csrf_token_is_400(client):
+    response = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
+    assert response.status_code == 400
+    assert client.get("/token").status_code == 401
+
+
+def test_wrong_csrf_token_is_400(client):
+    client.get("/login")
+    response = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"],
+                                           "csrf_token": "forged"})
+    assert response.status_code == 400
+
+
+def test_more_than_five_failures_for_one_user_lock_it_out(client):
+    for _ in range(5):
+        assert login(client, "alice", "wrong").status_code == 401
+    locked = login(client, "alice")  # even the right password, for now
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert "Too many failed attempts" in locked.get_data(as_text=True)
+
+
+def test_lockout_per_user_counts_across_addresses(app):
+    for number in range(5):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"192.0.2.{number + 1}"
+        assert login(client, "alice", "wrong").status_code == 401
+    fresh = app.test_client()
+    fresh.environ_base["REMOTE_ADDR"] = "192.0.2.99"
+    assert login(fresh, "alice").status_code == 429
+    assert login(fresh, "bob").status_code == 302  # bob is not locked out
+
+
+def test_lockout_per_address_counts_across_user_names(app):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    for name in ("u1", "u2", "u3", "u4", "u5"):
+        assert login(client, name, "guess").status_code == 401
+    assert login(client, "carol").status_code == 429
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "198.51.100.8"
+    assert login(elsewhere, "carol").status_code == 302
+
+
+def test_successes_do_not_count(client):
+    for _ in range(7):
+        assert login(client, "alice").status_code == 302
+        assert client.post("/logout", data={"csrf_token": csrf_token_from(client.get("/").get_data(as_text=True))})
+
+
+def test_session_cookie_flags(client):
+    response = login(client, "alice")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" in cookie  # public_url is https
+
+
+def test_session_is_renewed_at_login(client):
+    client.get("/login")
+    before = client.get_cookie("session").value
+    login(client, "alice")
+    after = client.get_cookie("session").value
+    assert before != after
+
+
+def test_logout_needs_the_csrf_token(client):
+    login(client, "alice")
+    assert client.post("/logout").status_code == 400
+    page = client.get("/").get_data(as_text=True)
+    response = client.post("/logout", data={"csrf_token": csrf_token_from(page)})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert client.get("/token").status_code == 401
+
+
+def test_a_removed_user_loses_access_at_the_next_request(client, team_files, app):
+    login(client, "bob")
+    assert client.get("/presets").status_code == 200
+    team_files.write_users({n: p for n, p in PASSWORDS.items() if n != "bob"})
+    app.extensions["shetphone"].users.refresh()
+    assert client.get("/presets").status_code == 401
+    assert client.get("/").status_code == 302

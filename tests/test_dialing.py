@@ -1,0 +1,70 @@
+import pytest
+
+from shetphone.dialing import DialPolicy, DialRefused, choose_caller_id, plan_outbound_call
+
+UK_AND_US = DialPolicy(allowed_countries=frozenset({"GB", "US"}), allow_premium=False)
+ALICE = ("+441595000001", "+15005550006")
+
+
+@pytest.mark.parametrize(
+    "dialled",
+    ["+441595123456", "01595 123456", "(01595) 123-456", "00441595123456", "+44 (0)1595 123456", " 01595123456 "],
+)
+def test_numbers_are_made_e164_in_the_region_of_the_first_caller_id(dialled):
+    call = plan_outbound_call(dialled, ALICE, UK_AND_US)
+    assert call.destination == "+441595123456"
+    assert call.caller_id == "+441595000001"
+
+
+def test_a_us_number_without_plus_is_read_in_the_us_for_a_us_first_caller_id():
+    call = plan_outbound_call("(201) 555-0123", ("+15005550006", "+441595000001"), UK_AND_US)
+    assert call.destination == "+12015550123"
+    assert call.caller_id == "+15005550006"
+
+
+def test_the_caller_id_in_the_destinations_country_wins():
+    assert plan_outbound_call("+12015550123", ALICE, UK_AND_US).caller_id == "+15005550006"
+    assert plan_outbound_call("+441595123456", ALICE, UK_AND_US).caller_id == "+441595000001"
+
+
+def test_else_the_first_caller_id():
+    anywhere = DialPolicy(allowed_countries=None, allow_premium=False)
+    assert plan_outbound_call("+33142685300", ALICE, anywhere).caller_id == "+441595000001"
+    assert choose_caller_id("FR", ALICE) == "+441595000001"
+
+
+@pytest.mark.parametrize(
+    ("dialled", "reason"),
+    [
+        ("", "No number"),
+        ("hello", "not a valid phone number"),
+        ("+4415950", "not a valid phone number"),
+        ("123", "not a valid phone number"),
+        ("+33142685300", "country are not allowed"),
+        ("09098790000", "premium rate"),
+        ("+19005550100", "premium rate"),
+    ],
+)
+def test_refusals_say_why(dialled, reason):
+    with pytest.raises(DialRefused) as refused:
+        plan_outbound_call(dialled, ALICE, UK_AND_US)
+    assert reason in refused.value.reason
+
+
+def test_premium_allowed_when_configured():
+    policy = DialPolicy(allowed_countries=frozenset({"GB"}), allow_premium=True)
+    assert plan_outbound_call("09098790000", ALICE, policy).destination == "+449098790000"
+
+
+def test_requested_caller_id_must_be_the_clients_own():
+    call = plan_outbound_call("+441595123456", ALICE, UK_AND_US, requested_caller_id="+15005550006")
+    assert call.caller_id == "+15005550006"
+    with pytest.raises(DialRefused) as refused:
+        plan_outbound_call("+441595123456", ALICE, UK_AND_US, requested_caller_id="+441595000004")
+    assert "may not call from that number" in refused.value.reason
+
+
+def test_a_client_without_caller_ids_cannot_call():
+    with pytest.raises(DialRefused) as refused:
+        plan_outbound_call("+441595123456", (), UK_AND_US)
+    assert "no number to call from" in refused.value.reason

@@ -1,0 +1,222 @@
+"""Socket.IO against the real server (``python app.py``, gevent) with real python-socketio clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+import socketio
+from conftest import PASSWORDS, csrf_token_from, live_login, make_team_files, start_server
+
+ROOT_ALICE = "CA" + "a" * 32
+ROOT_CAROL = "CA" + "c" * 32
+
+
+class Listener:
+    """A logged-in browser's Socket.IO connection that records what it receives."""
+
+    def __init__(self, server, name: str, session: requests.Session | None = None):
+        self.session = session or live_login(server, name)
+        self.events: list[tuple[str, dict]] = []
+        self.changed = threading.Condition()
+        self.client = socketio.Client(http_session=self.session, reconnection=False)
+        for event in ("call_status", "voicemail", "presets_changed", "session_ended"):
+            self.client.on(event, self._recorder(event))
+        self.disconnected = threading.Event()
+        self.client.on("disconnect", lambda *args: self.disconnected.set())
+        self.client.connect(server.url, transports=["websocket"], wait_timeout=10)
+
+    def _recorder(self, event: str):
+        def record(payload=None):
+            with self.changed:
+                self.events.append((event, payload))
+                self.changed.notify_all()
+
+        return record
+
+    def wait_for(self, predicate, timeout: float = 10) -> list[tuple[str, dict]]:
+        with self.changed:
+            self.changed.wait_for(lambda: predicate(self.events), timeout)
+            return list(self.events)
+
+    def named(self, event: str) -> list[dict]:
+        return [payload for name, payload in self.events if name == event]
+
+    def close(self) -> None:
+        # websocket-client waits up to 3 s for the server's close frame; nothing here needs that wait.
+        if self.client.connected:
+            threading.Thread(target=self.client.disconnect, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = start_server(make_team_files(tmp_path_factory.mktemp("realtime")))
+    yield server
+    server.stop()
+
+
+def open_inbound(server, call_sid: str, number: str) -> None:
+    response = server.post_signed("/voice", {"CallSid": call_sid, "From": "+447700900123", "To": number})
+    assert response.status_code == 200, response.text
+
+
+def status(server, root: str, leg: str, call_status: str, sequence: int, to: str = "client:x"):
+    return server.post_signed("/voice/status", {
+        "CallSid": leg, "ParentCallSid": root, "CallStatus": call_status, "SequenceNumber": str(sequence),
+        "From": "+447700900123", "To": to, "Direction": "outbound-dial",
+    })
+
+
+def test_login_over_http_success_failure_and_missing_csrf(server):
+    session = requests.Session()
+    page = session.get(server.url + "/login", timeout=10)
+    token = csrf_token_from(page.text)
+    wrong = session.post(server.url + "/login", data={"username": "bob", "password": "nope", "csrf_token": token},
+                         allow_redirects=False, timeout=10)
+    assert wrong.status_code == 401
+    no_csrf = session.post(server.url + "/login", data={"username": "bob", "password": PASSWORDS["bob"]},
+                           allow_redirects=False, timeout=10)
+    assert no_csrf.status_code == 400
+    good = session.post(server.url + "/login", data={"username": "bob", "password": PASSWORDS["bob"],
+                                                     "csrf_token": token}, allow_redirects=False, timeout=10)
+    assert good.status_code == 302
+    assert session.get(server.url + "/token", timeout=10).json()["identity"] == "bob"
+
+
+def test_lockout_over_http(live_server):
+    # Its own server: a lockout of 127.0.0.1 would lock the other tests out too.
+    session = requests.Session()
+    token = csrf_token_from(session.get(live_server.url + "/login", timeout=10).text)
+    responses = [
+        session.post(live_server.url + "/login", data={"username": "dave", "password": "x", "csrf_token": token},
+                     allow_redirects=False, timeout=10)
+        for _ in range(6)
+    ]
+    assert [r.status_code for r in responses] == [401] * 5 + [429]
+    assert 0 < int(responses[-1].headers["Retry-After"]) <= 900
+
+
+def test_a_socket_without_a_session_is_refused(server):
+    client = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(server.url, transports=["websocket"], wait_timeout=5)
+    assert not client.connected
+
+
+def test_room_isolation_200_status_posts(server):
+    alice = Listener(server, "alice")
+    carol = Listener(server, "carol")
+    try:
+        open_inbound(server, ROOT_ALICE, "+441595000001")
+        open_inbound(server, ROOT_CAROL, "+441595000004")
+        sent = {"alice": set(), "carol": set()}
+        for index in range(200):
+            owner, root = ("alice", ROOT_ALICE) if index % 2 == 0 else ("carol", ROOT_CAROL)
+            leg = f"CA{index:032d}"
+            assert status(server, root, leg, "ringing", 0).status_code == 204
+            sent[owner].add(leg)
+        alice.wait_for(lambda events: len(events) >= 100)
+        carol.wait_for(lambda events: len(events) >= 100)
+        time.sleep(0.5)  # anything misrouted would have arrived by now
+        alice_legs = {p["call_sid"] for p in alice.named("call_status")}
+        carol_legs = {p["call_sid"] for p in carol.named("call_status")}
+        assert alice_legs == sent["alice"]
+        assert carol_legs == sent["carol"]
+        assert len(alice.named("call_status")) == 100 and len(carol.named("call_status")) == 100
+        assert {p["number"] for p in alice.named("call_status")} == {"+441595000001"}
+        assert {p["number"] for p in carol.named("call_status")} == {"+441595000004"}
+    finally:
+        alice.close()
+        carol.close()
+
+
+def test_reconnect_catch_up(server):
+    root = "CA" + "e" * 32
+    open_inbound(server, root, "+441595000001")
+    bob = Listener(server, "bob")
+    assert status(server, root, "CA" + "f" * 32, "ringing", 0, to="client:bob").status_code == 204
+    bob.wait_for(lambda events: any(p.get("call_sid") == "CA" + "f" * 32 for _, p in events))
+    bob.close()
+    # while bob is away, the call is answered
+    assert status(server, root, "CA" + "f" * 32, "in-progress", 1, to="client:bob").status_code == 204
+    again = Listener(server, "bob", session=bob.session)
+    try:
+        events = again.wait_for(lambda events: any(p.get("call_sid") == "CA" + "f" * 32 for _, p in events))
+        caught_up = [p for name, p in events if name == "call_status" and p["call_sid"] == "CA" + "f" * 32]
+        assert caught_up[-1]["status"] == "in-progress"
+        assert caught_up[-1]["number"] == "+441595000001"
+    finally:
+        again.close()
+    # a finished call is not replayed
+    assert status(server, root, "CA" + "f" * 32, "completed", 2, to="client:bob").status_code == 204
+    third = Listener(server, "bob", session=bob.session)
+    try:
+        time.sleep(0.5)
+        assert [p for p in third.named("call_status") if p["call_sid"] == "CA" + "f" * 32] == []
+    finally:
+        third.close()
+
+
+def test_hot_reload_of_presets_good_then_malformed(server):
+    alice = Listener(server, "alice")
+    try:
+        presets = server.files.presets
+        presets.write_text(presets.read_text() + "Office,44,1595 000004\n")
+        alice.wait_for(lambda events: any(name == "presets_changed" for name, _ in events))
+        aliases = [p["alias"] for p in alice.session.get(server.url + "/presets", timeout=10).json()["presets"]]
+        assert "Office" in aliases
+        presets.write_text(presets.read_text() + "Broken,44\n")
+        deadline = time.monotonic() + 10
+        while "presets.csv:5" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"{presets}:5: row: has 2 fields" in server.log()
+        aliases = [p["alias"] for p in alice.session.get(server.url + "/presets", timeout=10).json()["presets"]]
+        assert aliases == ["Mum", "Dad", "Office"]  # the last good version
+    finally:
+        alice.close()
+
+
+def test_hot_reload_of_users_removal_closes_the_socket(server):
+    carol = Listener(server, "carol")
+    bob = Listener(server, "bob")
+    try:
+        htpasswd = server.files.htpasswd
+        kept = [line for line in htpasswd.read_text().splitlines(keepends=True) if not line.startswith("carol:")]
+        htpasswd.write_text("".join(kept))
+        carol.wait_for(lambda events: any(name == "session_ended" for name, _ in events))
+        assert carol.disconnected.wait(10)
+        assert carol.session.get(server.url + "/token", timeout=10).status_code == 401
+        assert bob.client.connected  # nobody else is touched
+        assert bob.named("session_ended") == []
+        # a malformed edit keeps the last good users
+        htpasswd.write_text(htpasswd.read_text() + "mallory:plaintext\n")
+        deadline = time.monotonic() + 10
+        while "plaintext is refused" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "plaintext is refused" in server.log()
+        assert bob.session.get(server.url + "/token", timeout=10).status_code == 200
+        assert bob.client.connected
+    finally:
+        carol.close()
+        bob.close()
+
+
+def test_logout_ends_that_sessions_sockets(server):
+    session = live_login(server, "alice")
+    alice = Listener(server, "alice", session=session)
+    other_tab = Listener(server, "alice")  # another browser of alice's stays logged in
+    try:
+        page = session.get(server.url + "/", timeout=10).text
+        response = session.post(server.url + "/logout", data={"csrf_token": csrf_token_from(page)},
+                                allow_redirects=False, timeout=10)
+        assert response.status_code == 302
+        alice.wait_for(lambda events: any(name == "session_ended" for name, _ in events))
+        assert alice.disconnected.wait(10)
+        time.sleep(0.3)
+        assert other_tab.named("session_ended") == []
+        assert other_tab.client.connected
+    finally:
+        alice.close()
+        other_tab.close()

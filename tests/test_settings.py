@@ -1,0 +1,184 @@
+"""Settings: the ini file and environment into frozen dataclasses; every mistake one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+
+import pytest
+from conftest import INI, PUBLIC_URL, TeamFiles
+
+from shetphone.settings import ConfigError, load_settings
+
+
+def load(files: TeamFiles):
+    return load_settings(files.root, files.environ)
+
+
+def replace_in_ini(files: TeamFiles, old: str, new: str) -> None:
+    text = files.ini.read_text()
+    assert old in text
+    files.ini.write_text(text.replace(old, new, 1))
+
+
+def error_for(files: TeamFiles) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(files)
+    return caught.value
+
+
+def line_of(files: TeamFiles, needle: str) -> int:
+    for number, line in enumerate(files.ini.read_text().splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(needle)
+
+
+def test_good_configuration_is_parsed_into_frozen_settings(team_files):
+    settings = load(team_files)
+    assert settings.public_url == PUBLIC_URL
+    assert settings.public_host == "phone.example.test"
+    assert settings.numbers["+441595000001"].clients == ("alice", "bob")
+    assert settings.numbers["+441595000002"].stream_target == "discord:123456789012345678"
+    assert settings.numbers["+441595000003"].stream_target == "echo"
+    assert settings.clients["alice"] == ("+441595000001", "+15005550006")
+    assert settings.htpasswd_path == team_files.root / ".htpasswd"
+    assert settings.database_url == f"sqlite:///{team_files.root / 'shetphone.sqlite3'}"
+    assert settings.allowed_countries == frozenset({"GB", "US"})  # the regions of every number
+    assert settings.token_ttl == 3600 and settings.ring_timeout == 20 and settings.keep_days == 90
+    assert settings.allow_premium is False and settings.voicemail is True
+    assert settings.bridge.port == 5001 and settings.bridge.text_channel == 123456789012345679
+    assert settings.twilio.configured
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.public_url = "https://elsewhere"
+    with pytest.raises(TypeError):
+        settings.numbers["+441595000009"] = settings.numbers["+441595000003"]
+
+
+def test_inline_comments_and_lists_with_commas(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds\nallowed_countries = gb, IE  ; two")
+    settings = load(team_files)
+    assert settings.ring_timeout == 30
+    assert settings.allowed_countries == frozenset({"GB", "IE"})
+
+
+def test_star_allows_every_country(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = *")
+    assert load(team_files).allowed_countries is None
+
+
+def test_clients_default_to_the_numbers_read_the_other_way_round(team_files):
+    text = team_files.ini.read_text()
+    start = text.index("[shetphone:clients]")
+    end = text.index("[shetphone:bridge]")
+    team_files.ini.write_text(text[:start] + text[end:])
+    settings = load(team_files)
+    assert settings.clients == {"alice": ("+441595000001",), "bob": ("+441595000001",), "carol": ("+441595000004",)}
+
+
+def test_environment_wins_over_dotenv(team_files):
+    (team_files.root / ".env").write_text("TWILIO_APP_SID=APfromdotenv\nDISCORD_BOT_TOKEN=from-dotenv\n")
+    settings = load(team_files)
+    assert settings.twilio.app_sid == team_files.environ["TWILIO_APP_SID"]
+    assert settings.discord_bot_token == "from-dotenv"
+
+
+def test_missing_twilio_variables_are_named(team_files):
+    del team_files.environ["TWILIO_API_KEY"]
+    del team_files.environ["TWILIO_APP_SID"]
+    assert load(team_files).twilio.missing == ("TWILIO_APP_SID", "TWILIO_API_KEY")
+
+
+def test_secret_key_is_generated_once_with_mode_0600(team_files):
+    del team_files.environ["SHETPHONE_SECRET_KEY"]
+    first = load(team_files).secret_key
+    key_file = team_files.root / "instance" / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first) >= 32
+    assert load(team_files).secret_key == first
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "what"),
+    [
+        ("ring_timeout = 20", "ring_timeout = 20\ncolour = blue", "[shetphone] colour", "unknown key"),
+        ("[shetphone:bridge]", "[shetphone:extras]\n[shetphone:bridge]", "[shetphone:extras]", "unknown section"),
+        ("+441595000004 = carol", "01595 000004 = carol", "[shetphone:numbers] 01595 000004", "E.164"),
+        ("+441595000004 = carol", "+441595 000004 = carol", "[shetphone:numbers] +441595 000004", "E.164"),
+        ("+441595000004 = carol", "+4415950 = carol", "[shetphone:numbers] +4415950", "not a valid phone number"),
+        ("+441595000004 = carol", "+441595000004 = " + " ".join(f"u{i}" for i in range(11)),
+         "[shetphone:numbers] +441595000004", "at most 10"),
+        ("+441595000004 = carol", "+441595000004 = carol carol", "[shetphone:numbers] +441595000004", "twice"),
+        ("+441595000004 = carol", "+441595000004 =", "[shetphone:numbers] +441595000004", "names no clients"),
+        ("+441595000004 = carol", "+441595000004 = carol echo", "[shetphone:numbers] +441595000004", "mixed"),
+        ("+441595000003 = echo", "+441595000003 = discord:12ab", "[shetphone:numbers] +441595000003", "Discord"),
+        ("+441595000004 = carol", "+441595000004 = car<ol>", "[shetphone:numbers] +441595000004", "client name"),
+        ("carol = +441595000004", "carol = 441595000004", "[shetphone:clients] carol", "E.164"),
+        ("carol = +441595000004", "carol =", "[shetphone:clients] carol", "no caller ID"),
+        ("ring_timeout = 20", "ring_timeout = 20\ntoken_ttl = 100000", "[shetphone] token_ttl", "out of range"),
+        ("ring_timeout = 20", "ring_timeout = 20\ntoken_ttl = an hour", "[shetphone] token_ttl", "whole number"),
+        ("ring_timeout = 20", "ring_timeout = soon", "[shetphone] ring_timeout", "whole number"),
+        ("ring_timeout = 20", "ring_timeout = 20\nkeep_days = 0", "[shetphone] keep_days", "out of range"),
+        ("ring_timeout = 20", "ring_timeout = 20\nallow_premium = maybe", "[shetphone] allow_premium", "yes or no"),
+        ("ring_timeout = 20", "ring_timeout = 20\nallowed_countries = GB XX", "[shetphone] allowed_countries",
+         "'XX' is not an ISO 3166"),
+        (f"public_url = {PUBLIC_URL}", "public_url = phone.example.test", "[shetphone] public_url", "not a URL"),
+        ("database = shetphone.sqlite3", "database = mysql://x/y", "[shetphone] database", "not a path"),
+        ("ring_timeout = 20", "ring_timeout = 20\nmessage_queue = amqp://x", "[shetphone] message_queue", "redis"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1", "[shetphone:bridge] listen", "HOST:PORT"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:99999", "[shetphone:bridge] listen", "out of range"),
+        ("text_channel = 123456789012345679", "text_channel = general", "[shetphone:bridge] text_channel",
+         "Discord channel"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):
+    replace_in_ini(team_files, old, new)
+    error = error_for(team_files)
+    message = str(error)
+    assert "\n" not in message
+    assert message.startswith(f"{team_files.ini}:")
+    assert where in message
+    assert what in message
+    first_new_line = new.splitlines()[-1] if where.split()[-1] in new.splitlines()[-1] else new.splitlines()[0]
+    assert error.line == line_of(team_files, first_new_line.strip())
+
+
+def test_duplicate_key_names_its_line(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nring_timeout = 30")
+    error = error_for(team_files)
+    assert "[shetphone] ring_timeout" in str(error) and "twice" in str(error)
+    assert error.line == line_of(team_files, "ring_timeout = 30")
+
+
+def test_missing_public_url(team_files):
+    replace_in_ini(team_files, f"public_url = {PUBLIC_URL}\n", "")
+    assert "public_url is required" in str(error_for(team_files))
+
+
+def test_missing_ini_file(team_files):
+    team_files.ini.unlink()
+    assert str(error_for(team_files)) == f"{team_files.ini}: file not found (copy shetphone.ini.example to start)"
+
+
+def test_garbage_line(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nthis is not a setting")
+    error = error_for(team_files)
+    assert error.line == line_of(team_files, "this is not a setting")
+    assert "neither a [section]" in str(error)
+
+
+def test_missing_main_section(team_files):
+    team_files.ini.write_text("[shetphone:numbers]\n+441595000001 = alice\n")
+    assert "[shetphone]: section is missing" in str(error_for(team_files))
+
+
+def test_config_path_from_environment(team_files, tmp_path):
+    other = tmp_path / "elsewhere.ini"
+    other.write_text(INI.format(public_url="https://other.example.test", extra=""))
+    team_files.environ["SHETPHONE_CONFIG"] = str(other)
+    assert load(team_files).public_url == "https://other.example.test"
+
+
+def test_postgresql_url_uses_psycopg(team_files):
+    replace_in_ini(team_files, "database = shetphone.sqlite3", "database = postgresql://u:p@db.example.test/phone")
+    assert load(team_files).database_url == "postgresql+psycopg://u:p@db.example.test/phone"

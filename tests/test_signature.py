@@ -1,0 +1,94 @@
+"""X-Twilio-Signature on every Twilio route: valid, forged, missing, wrong URL, behind a proxy."""
+
+import pytest
+from conftest import PUBLIC_URL, signature_for
+
+from shetphone import create_app
+from shetphone.settings import load_settings
+
+TWILIO_ROUTES = ["/voice", "/voice/status", "/voice/dial-complete", "/voice/recording"]
+INBOUND = {"From": "+447700900123", "To": "+441595000001", "CallSid": "CA" + "a" * 32}
+
+
+def calls_logged(app) -> int:
+    return len(app.extensions["shetphone"].calllog.calls_for({"+441595000001"}, None, 50))
+
+
+def test_valid_signature_is_accepted(twilio_post, app):
+    response = twilio_post("/voice", INBOUND)
+    assert response.status_code == 200
+    assert b"<Client" in response.data
+    assert calls_logged(app) == 1
+
+
+@pytest.mark.parametrize("path", TWILIO_ROUTES)
+def test_missing_signature_is_403_without_side_effect(client, app, path):
+    response = client.post(path, data=INBOUND)
+    assert response.status_code == 403
+    assert calls_logged(app) == 0
+
+
+@pytest.mark.parametrize("path", TWILIO_ROUTES)
+def test_forged_signature_is_403(twilio_post, team_files, app, path):
+    forged = signature_for("not-the-auth-token", PUBLIC_URL + path, INBOUND)
+    assert twilio_post(path, INBOUND, signature=forged).status_code == 403
+    assert calls_logged(app) == 0
+
+
+def test_signature_of_other_fields_is_403(twilio_post, team_files, client, app):
+    signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice", INBOUND)
+    tampered = {**INBOUND, "To": "+441595000004"}
+    response = client.post("/voice", data=tampered, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403
+    assert calls_logged(app) == 0
+
+
+def test_signature_for_the_wrong_url_is_403(team_files, client):
+    signature = signature_for(team_files.auth_token, "https://attacker.example.test/voice", INBOUND)
+    assert client.post("/voice", data=INBOUND, headers={"X-Twilio-Signature": signature}).status_code == 403
+
+
+def test_query_string_is_part_of_the_signed_url(team_files, client):
+    url = PUBLIC_URL + "/voice/status?attempt=2"
+    params = {"CallSid": "CA1", "CallStatus": "ringing"}
+    good = signature_for(team_files.auth_token, url, params)
+    assert client.post("/voice/status?attempt=2", data=params, headers={"X-Twilio-Signature": good}).status_code == 204
+    without_query = signature_for(team_files.auth_token, PUBLIC_URL + "/voice/status", params)
+    response = client.post("/voice/status?attempt=2", data=params, headers={"X-Twilio-Signature": without_query})
+    assert response.status_code == 403
+
+
+def test_behind_a_proxy_the_public_url_is_signed_not_the_local_host(team_files, client):
+    # The request reaches us as http://127.0.0.1:5000 from nginx; Twilio signed https://phone.example.test.
+    signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice", INBOUND)
+    response = client.post(
+        "/voice", data=INBOUND, base_url="http://127.0.0.1:5000",
+        headers={"X-Twilio-Signature": signature, "X-Forwarded-Proto": "https", "Host": "127.0.0.1:5000"},
+    )
+    assert response.status_code == 200
+
+
+def test_under_a_path_prefix(tmp_path):
+    from conftest import make_team_files
+
+    files = make_team_files(tmp_path, public_url="https://example.test/shetphone")
+    app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
+    client = app.test_client()
+    signature = signature_for(files.auth_token, "https://example.test/shetphone/voice", INBOUND)
+    response = client.post("/voice", data=INBOUND, headers={"X-Twilio-Signature": signature},
+                           environ_overrides={"SCRIPT_NAME": "/shetphone"})
+    assert response.status_code == 200
+    assert b'action="https://example.test/shetphone/voice/dial-complete"' in response.data
+    app.extensions["shetphone"].calllog.close()
+
+
+def test_without_auth_token_twilio_routes_say_so(tmp_path):
+    from conftest import make_team_files
+
+    files = make_team_files(tmp_path)
+    del files.environ["TWILIO_AUTH_TOKEN"]
+    app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
+    response = app.test_client().post("/voice", data=INBOUND, headers={"X-Twilio-Signature": "x"})
+    assert response.status_code == 503
+    assert "TWILIO_AUTH_TOKEN" in response.get_json()["error"]
+    app.extensions["shetphone"].calllog.close()

@@ -1,0 +1,81 @@
+"""Each TwiML document, parsed as XML and checked element by element."""
+
+import xml.etree.ElementTree as ET
+
+from shetphone import twiml
+
+STATUS = "https://phone.example.test/voice/status"
+EVENTS = "initiated ringing answered completed"
+
+
+def parse(document: str) -> ET.Element:
+    root = ET.fromstring(document)
+    assert root.tag == "Response"
+    return root
+
+
+def test_outbound_dial():
+    root = parse(twiml.outbound_dial("+441595123456", "+441595000001", STATUS))
+    (dial,) = root
+    assert dial.tag == "Dial"
+    assert dial.attrib == {"callerId": "+441595000001", "answerOnBridge": "true"}
+    (number,) = dial
+    assert number.tag == "Number" and number.text == "+441595123456"
+    assert number.attrib == {"statusCallback": STATUS, "statusCallbackEvent": EVENTS}
+
+
+def test_ring_group_rings_every_client():
+    action = "https://phone.example.test/voice/dial-complete"
+    root = parse(twiml.ring_group(["alice", "bob"], 25, action, STATUS))
+    (dial,) = root
+    assert dial.attrib == {"timeout": "25", "action": action, "answerOnBridge": "true"}
+    assert [(c.tag, c.text) for c in dial] == [("Client", "alice"), ("Client", "bob")]
+    for client in dial:
+        assert client.attrib == {"statusCallback": STATUS, "statusCallbackEvent": EVENTS}
+
+
+def test_media_stream_with_parameters():
+    root = parse(twiml.media_stream("wss://phone.example.test/media/stream", {"target": "echo", "from": "+44"}))
+    (connect,) = root
+    (stream,) = connect
+    assert connect.tag == "Connect" and stream.tag == "Stream"
+    assert stream.attrib == {"url": "wss://phone.example.test/media/stream"}
+    assert [(p.tag, p.attrib) for p in stream] == [
+        ("Parameter", {"name": "target", "value": "echo"}),
+        ("Parameter", {"name": "from", "value": "+44"}),
+    ]
+
+
+def test_refusal_says_why_then_hangs_up_and_never_dials():
+    root = parse(twiml.refusal("Sorry, calls to that country are not allowed."))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root[0].text == "Sorry, calls to that country are not allowed."
+
+
+def test_refusal_escapes_xml():
+    root = parse(twiml.refusal("<Dial>+1</Dial> & more"))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root[0].text == "<Dial>+1</Dial> & more"
+
+
+def test_voicemail_with_spoken_greeting():
+    recording = "https://phone.example.test/voice/recording"
+    root = parse(twiml.voicemail("Leave a message.", None, recording))
+    assert [child.tag for child in root] == ["Say", "Record", "Hangup"]
+    assert root[0].text == "Leave a message."
+    assert root[1].attrib == {
+        "maxLength": "120",
+        "playBeep": "true",
+        "recordingStatusCallback": recording,
+        "recordingStatusCallbackEvent": "completed",
+    }
+
+
+def test_voicemail_with_greeting_audio():
+    root = parse(twiml.voicemail("unused", "https://cdn.example.test/greeting.mp3", "https://x/voice/recording"))
+    assert [child.tag for child in root] == ["Play", "Record", "Hangup"]
+    assert root[0].text == "https://cdn.example.test/greeting.mp3"
+
+
+def test_hangup():
+    assert [child.tag for child in parse(twiml.hangup())] == ["Hangup"]
