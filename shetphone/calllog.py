@@ -98,7 +98,7 @@ def _twilio_time(text: str | None) -> datetime | None:
 
 metadata = sa.MetaData()
 
-schema_version = sa.Table(
+schema_version_table = sa.Table(
     "schema_version",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1: one row
@@ -299,9 +299,9 @@ class CallLog:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             if not sa.inspect(conn).has_table("schema_version"):
                 metadata.create_all(conn)
-                conn.execute(schema_version.insert().values(id=1, version=SCHEMA_VERSION))
+                conn.execute(schema_version_table.insert().values(id=1, version=SCHEMA_VERSION))
                 return
-            version = conn.scalar(sa.select(schema_version.c.version).where(schema_version.c.id == 1)) or 0
+            version = conn.scalar(sa.select(schema_version_table.c.version).where(schema_version_table.c.id == 1)) or 0
             if version > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"the call log database is at schema version {version}; this Shetphone knows up to "
@@ -310,11 +310,11 @@ class CallLog:
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 log.info("migrating the call log to schema version %d", target)
                 MIGRATIONS[target](conn)
-                conn.execute(schema_version.update().where(schema_version.c.id == 1).values(version=target))
+                conn.execute(schema_version_table.update().where(schema_version_table.c.id == 1).values(version=target))
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
-            return conn.scalar(sa.select(schema_version.c.version).where(schema_version.c.id == 1))
+            return conn.scalar(sa.select(schema_version_table.c.version).where(schema_version_table.c.id == 1))
 
     # ----------------------------------------------------------------- writes
 
