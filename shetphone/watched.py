@@ -36,8 +36,8 @@ class WatchedFile(Generic[T]):
         self._on_change = on_change
         self._interval = interval
         self._lock = threading.Lock()
-        self._checked_at = 0.0
         self._stamp, self._value = self._load_strict()
+        self._checked_at = time.monotonic()  # just read
 
     def _stamp_now(self) -> tuple[int, int, int] | None:
         try:

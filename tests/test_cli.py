@@ -1,0 +1,78 @@
+"""The admin commands, run as people run them: `flask --app app ...` in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT, TeamFiles
+
+from shetphone.users import load_users
+
+
+def flask(files: TeamFiles, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", **files.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_users_add_list_remove(team_files):
+    added = flask(team_files, "users", "add", "dave", stdin="dave's password\ndave's password\n")
+    assert added.returncode == 0, added.stderr
+    assert f"Added dave in {team_files.htpasswd}" in added.stdout
+    assert load_users(team_files.htpasswd).verify("dave", "dave's password")
+    assert "dave:$2" in team_files.htpasswd.read_text()
+
+    listed = flask(team_files, "users", "list")
+    assert listed.stdout.split() == ["alice", "bob", "carol", "dave"]
+
+    removed = flask(team_files, "users", "remove", "bob")
+    assert removed.returncode == 0
+    assert "bob" not in load_users(team_files.htpasswd)
+
+    missing = flask(team_files, "users", "remove", "bob")
+    assert missing.returncode == 1
+    assert "no user bob" in missing.stderr
+
+
+def test_users_add_refuses_a_short_password(team_files):
+    result = flask(team_files, "users", "add", "eve", stdin="short\nshort\n")
+    assert result.returncode == 1
+    assert "at least 8 characters" in result.stderr
+    assert "eve" not in load_users(team_files.htpasswd)
+
+
+def test_check_config_ok(team_files):
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert f"{team_files.ini}: ok" in result.stdout
+
+
+def test_check_config_reports_one_clear_line(team_files):
+    team_files.ini.write_text(team_files.ini.read_text().replace("ring_timeout = 20", "ring_timeout = never"))
+    result = flask(team_files, "check-config")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_config_reports_a_bad_htpasswd_and_users_add_still_works(team_files):
+    team_files.htpasswd.write_text(team_files.htpasswd.read_text() + "mallory:plaintext\n")
+    result = flask(team_files, "check-config")
+    assert result.returncode != 0
+    assert f"{team_files.htpasswd}:4: mallory: is not a bcrypt" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = flask(team_files, "users", "list")
+    assert listed.returncode == 1
+    assert "plaintext is refused" in listed.stderr
+
+
+def test_check_config_names_missing_twilio_variables(team_files):
+    del team_files.environ["TWILIO_API_SECRET"]
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0
+    assert "set TWILIO_API_SECRET" in result.stdout
