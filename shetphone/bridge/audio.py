@@ -63,8 +63,15 @@ def _polyphase_matrix(h: np.ndarray, factor: int) -> np.ndarray:
     return np.ascontiguousarray(phases[::-1])  # row k holds i = K - 1 - k
 
 
+def _round_and_clip(y: np.ndarray) -> np.ndarray:
+    """Round float samples to the int16 grid and range, in place (minimum/maximum: np.clip costs more)."""
+    np.rint(y, out=y)
+    np.minimum(y, 32767, out=y)
+    return np.maximum(y, -32768, out=y)
+
+
 def _to_int16(y: np.ndarray) -> np.ndarray:
-    return y.clip(-32768, 32767).round().astype(np.int16)
+    return _round_and_clip(y).astype(np.int16)
 
 
 def ulaw_decode(data: bytes) -> np.ndarray:
@@ -113,24 +120,31 @@ class Upsampler:
         self._windows = _Windows(len(self._phases), 1)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
+        return _to_int16(self.filter(samples))
+
+    def filter(self, samples: np.ndarray) -> np.ndarray:
+        """As process(), but the unrounded float64 output, for a caller that converts it itself."""
         count = len(samples)
         if count == 0:
-            return np.zeros(0, dtype=np.int16)
+            return np.zeros(0)
         x, windows = self._windows.get(self._keep + count)
         x[: self._keep] = self._history
         x[self._keep :] = samples
         self._history[:] = x[count:]
         # A contiguous copy lets BLAS do the product; the overlapping view cannot.
-        return _to_int16(np.dot(np.ascontiguousarray(windows), self._phases).ravel())
+        return np.dot(np.ascontiguousarray(windows), self._phases).ravel()
 
 
 class Downsampler:
-    """Streaming anti-alias FIR and decimation, 48 kHz -> 8 kHz; keeps any remainder."""
+    """Streaming anti-alias FIR and decimation, 48 kHz -> 8 kHz; keeps any remainder.
 
-    def __init__(self, taps: np.ndarray = LOWPASS, factor: int = RATIO) -> None:
-        self._reversed = np.ascontiguousarray(taps[::-1])
+    `gain` scales the output, so a caller can feed L + R sums and get their average.
+    """
+
+    def __init__(self, taps: np.ndarray = LOWPASS, factor: int = RATIO, gain: float = 1.0) -> None:
+        self._reversed = np.ascontiguousarray(taps[::-1] * gain)
         self._factor = factor
-        # N - 1 zeros of history: output m is centred on input sample factor*m - delay.
+        # N - 1 zeros of history: output m's window ends at input sample factor * m.
         self._pending = np.zeros(len(taps) - 1)
         self._windows = _Windows(len(taps), factor)
 
@@ -148,16 +162,28 @@ class Downsampler:
         return _to_int16(np.dot(windows, self._reversed))
 
 
+def _check_stereo(frame: bytes) -> np.ndarray:
+    if len(frame) % 4:
+        raise ValueError(f"stereo s16le needs a multiple of 4 bytes, got {len(frame)}")
+    return np.frombuffer(frame, dtype="<i2").reshape(-1, 2)
+
+
+def _stereo_bytes(mono: np.ndarray) -> bytes:
+    """Mono (int16, or float already rounded and in range) -> interleaved s16le stereo bytes."""
+    stereo = np.empty((len(mono), 2), dtype="<i2")
+    stereo[:, 0] = mono
+    stereo[:, 1] = stereo[:, 0]
+    return stereo.tobytes()
+
+
 def to_stereo(mono: np.ndarray) -> bytes:
     """int16 mono -> interleaved s16le stereo bytes (same sample on both channels)."""
-    return np.repeat(np.asarray(mono, dtype="<i2"), 2).tobytes()
+    return _stereo_bytes(np.asarray(mono, dtype=np.int16))
 
 
 def to_mono(frame: bytes) -> np.ndarray:
     """s16le stereo bytes -> int16 mono, the average of the two channels."""
-    if len(frame) % 4:
-        raise ValueError(f"stereo s16le needs a multiple of 4 bytes, got {len(frame)}")
-    pairs = np.frombuffer(frame, dtype="<i2").reshape(-1, 2).astype(np.int32)
+    pairs = _check_stereo(frame).astype(np.int32)
     return ((pairs[:, 0] + pairs[:, 1]) >> 1).astype(np.int16)
 
 
@@ -186,8 +212,10 @@ class Framer:
         self._pending = bytearray()
 
     def push(self, data: bytes) -> list[bytes]:
-        self._pending += data
         size = self.frame_bytes
+        if not self._pending and len(data) == size:
+            return [bytes(data)]  # the usual case: one whole frame in, nothing to copy about
+        self._pending += data
         whole = len(self._pending) // size * size
         if not whole:
             return []
@@ -210,18 +238,23 @@ class Uplink:
     def process(self, ulaw: bytes) -> list[bytes]:
         if not ulaw:
             return []
-        return self._framer.push(to_stereo(self._upsampler.process(ulaw_decode(ulaw))))
+        upsampled = _round_and_clip(self._upsampler.filter(ulaw_decode(ulaw)))
+        # The stereo copy does the int16 cast: one pass fewer than process() then to_stereo().
+        return self._framer.push(_stereo_bytes(upsampled))
 
 
 class Downlink:
     """Discord -> phone: 48 kHz stereo frames -> 160-byte (20 ms) mu-law payloads."""
 
     def __init__(self) -> None:
-        self._downsampler = Downsampler()
+        # Fed L + R sums: the filter's gain of 1/2 makes the average, with no int16 mono step.
+        self._downsampler = Downsampler(gain=0.5)
         self._framer = Framer(PHONE_FRAME_BYTES)
 
     def process(self, frame: bytes) -> list[bytes]:
         if not frame:
             return []
+        interleaved = _check_stereo(frame).ravel().astype(np.float64)
+        sums = interleaved[0::2] + interleaved[1::2]
         # mu-law is one byte per sample, so encoding before framing is exact.
-        return self._framer.push(ulaw_encode(self._downsampler.process(to_mono(frame))))
+        return self._framer.push(ulaw_encode(self._downsampler.process(sums)))
