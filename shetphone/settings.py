@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 MAX_CLIENTS_PER_NUMBER = 10  # Twilio rings at most ten <Client>s in one <Dial>
 MAX_TOKEN_TTL = 86400  # Twilio refuses access tokens valid for longer than a day
+MAX_PROXY_HOPS = 5  # more proxies than this in a chain is a mistake, not a deployment
 
 TWILIO_VARIABLES = (
     "TWILIO_ACCOUNT_SID",
@@ -120,6 +121,7 @@ class Settings:
     instance_path: Path
     discord_bot_token: str | None = None
     twilio_media_base: str = "https://api.twilio.com"
+    proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
 
     @property
     def public_host(self) -> str:
@@ -158,6 +160,7 @@ MAIN_KEYS = {
     "database",
     "message_queue",
     "twilio_media_base",
+    "proxy_hops",
 }
 BRIDGE_KEYS = {"listen", "text_channel"}
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
@@ -443,6 +446,11 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     message_queue = main.get("message_queue") or None
     if message_queue and not message_queue.startswith(("redis://", "rediss://", "unix://")):
         raise ini.error(SECTION_MAIN, "message_queue", f"{message_queue!r} is not a redis:// URL")
+    # 0 where nothing is in front (`make run`): trusting X-Forwarded-For there would let
+    # anyone pick the address the login lockout counts against.
+    proxy_hops = _parse_int(
+        ini, SECTION_MAIN, "proxy_hops", main.get("proxy_hops") or "0", 0, MAX_PROXY_HOPS, "proxies"
+    )
     media_base = _parse_url(
         ini, SECTION_MAIN, "twilio_media_base", main.get("twilio_media_base") or "https://api.twilio.com",
         ("http", "https"),
@@ -488,4 +496,5 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         instance_path=instance_path,
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
         twilio_media_base=media_base,
+        proxy_hops=proxy_hops,
     )

@@ -182,3 +182,20 @@ def test_config_path_from_environment(team_files, tmp_path):
 def test_postgresql_url_uses_psycopg(team_files):
     replace_in_ini(team_files, "database = shetphone.sqlite3", "database = postgresql://u:p@db.example.test/phone")
     assert load(team_files).database_url == "postgresql+psycopg://u:p@db.example.test/phone"
+
+
+def test_proxy_hops_defaults_to_none_trusted(team_files):
+    assert load(team_files).proxy_hops == 0
+
+
+def test_proxy_hops_is_read(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nproxy_hops = 1")
+    assert load(team_files).proxy_hops == 1
+
+
+@pytest.mark.parametrize(("value", "what"), [("-1", "out of range (0 to 5 proxies)"), ("one", "not a whole number")])
+def test_bad_proxy_hops_is_one_clear_line(team_files, value, what):
+    replace_in_ini(team_files, "ring_timeout = 20", f"ring_timeout = 20\nproxy_hops = {value}")
+    error = error_for(team_files)
+    assert "[shetphone] proxy_hops" in str(error) and what in str(error)
+    assert error.line == line_of(team_files, "proxy_hops")
