@@ -78,6 +78,14 @@ def create_app(
     login_manager.init_app(app)
     auth.init_login(app)
     realtime.init_app(app, async_mode=async_mode, message_queue=settings.message_queue)
+    if settings.proxy_hops:
+        # Behind nginx: the client's address (the lockout counts by it), scheme, host and
+        # path prefix come from X-Forwarded-*, trusted for exactly that many proxies.
+        # Wrapping after Socket.IO so its requests see them too.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
     security.init_app(app)
 
     app.register_blueprint(auth.bp)
