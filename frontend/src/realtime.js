@@ -1,0 +1,45 @@
+// The Socket.IO connection to our own server: call status, voicemail, presets, session end.
+import { io } from 'socket.io-client'
+
+export function goToLogin() {
+  window.location.assign('/login?next=' + encodeURIComponent(window.location.pathname))
+}
+
+// handlers: callStatus(payload), presetsChanged(), voicemail(payload), connection(state)
+// where state is 'connected' | 'reconnecting' | 'reconnected'.
+export function connectRealtime(handlers) {
+  const socket = io({ path: '/socket.io', withCredentials: true })
+  let everConnected = false
+  let lost = false
+
+  socket.on('connect', () => {
+    handlers.connection(lost ? 'reconnected' : 'connected')
+    everConnected = true
+    lost = false
+  })
+  socket.on('disconnect', (reason) => {
+    if (reason === 'io client disconnect') return
+    lost = true
+    handlers.connection('reconnecting')
+  })
+  socket.on('connect_error', () => {
+    // The server refuses a socket without a logged-in session; then the client
+    // stops trying (socket.active is false) and only logging in again helps.
+    if (!socket.active) {
+      goToLogin()
+      return
+    }
+    if (everConnected || lost) {
+      lost = true
+      handlers.connection('reconnecting')
+    }
+  })
+  socket.on('call_status', (payload) => handlers.callStatus(payload))
+  socket.on('voicemail', (payload) => handlers.voicemail && handlers.voicemail(payload))
+  socket.on('presets_changed', () => handlers.presetsChanged())
+  socket.on('session_ended', () => {
+    socket.disconnect()
+    window.location.assign('/login')
+  })
+  return socket
+}
