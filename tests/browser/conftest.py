@@ -1,0 +1,75 @@
+"""Browser fixtures: Debian's chromium through Playwright, the real server, a logged-in page.
+
+One browser per session, one server per test module; each test gets a fresh
+browser context (its own cookies), so tests in a module do not see each other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MANIFEST,
+    ROOT,
+    LiveServer,
+    PageProblems,
+    log_in,
+    make_team_files,
+    new_context,
+    start_server,
+)
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+
+@pytest.fixture(scope="session")
+def built_frontend() -> Path:
+    """The tests run against the production build; `make test` builds it, this covers a bare pytest."""
+    if not MANIFEST.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ROOT / "frontend", check=True)
+        subprocess.run(["npm", "run", "build"], cwd=ROOT / "frontend", check=True)
+    return MANIFEST
+
+
+@pytest.fixture(scope="session")
+def browser(built_frontend) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    live = start_server(make_team_files(tmp_path_factory.mktemp("team")))
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def open_dialer(browser: Browser, server: LiveServer) -> Iterator[Callable[..., Page]]:
+    """Open the dialer, logged in, with the fake Device; after the test, no CSP violation and no page error."""
+    opened: list[tuple[Page, PageProblems]] = []
+
+    def open_page(path: str = "/", *, name: str = "alice", viewport: dict | None = None,
+                  fake_device: bool = True) -> Page:
+        context = new_context(browser, server, fake_device=fake_device, viewport=viewport)
+        log_in(context, server, name)
+        page = context.new_page()
+        problems = PageProblems(page)
+        opened.append((page, problems))
+        page.goto(path)
+        expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+        return page
+
+    yield open_page
+    for page, problems in opened:
+        violations = problems.csp(page)
+        errors = list(problems.errors)
+        page.context.close()
+        assert violations == [], f"the Content-Security-Policy blocked: {violations}"
+        assert errors == [], f"the page threw: {errors}"
