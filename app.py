@@ -63,5 +63,7 @@ except ConfigError as error:
     app = cli_app_for_broken_config(error)
 
 if __name__ == "__main__":
+    from shetphone.serving import serve
+
     print(f"Shetphone on http://{ARGS.host}:{ARGS.port}/ ({ASYNC_MODE})", flush=True)
-    app.extensions["socketio"].run(app, host=ARGS.host, port=ARGS.port, log_output=False)
+    serve(app, ARGS.host, ARGS.port, ASYNC_MODE)

@@ -78,6 +78,7 @@ class TeamFiles:
     environ: dict[str, str] = field(default_factory=dict)
     public_url: str = PUBLIC_URL
     extra_ini: str = ""
+    ini_template: str = INI  # with {public_url} and {extra}
 
     @property
     def ini(self) -> Path:
@@ -98,7 +99,8 @@ class TeamFiles:
     def write_ini(self, extra: str | None = None, public_url: str | None = None) -> None:
         self.extra_ini = self.extra_ini if extra is None else extra
         self.public_url = public_url or self.public_url
-        self.ini.write_text(INI.format(public_url=self.public_url, extra=self.extra_ini), encoding="utf-8")
+        self.ini.write_text(self.ini_template.format(public_url=self.public_url, extra=self.extra_ini),
+                            encoding="utf-8")
 
     def write_users(self, passwords: dict[str, str]) -> None:
         self.htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in passwords.items()), encoding="utf-8")
