@@ -417,6 +417,9 @@ class CallLog:
 
     def record_voicemail(self, call_sid: str, *, recording_sid: str, recording_url: str, duration: int) -> dict | None:
         """Store a voicemail; the ``voicemail`` event's facts, or None for an unknown call or a repeat."""
+        if not recording_sid or not recording_url:
+            log.warning("recording callback for %s without a RecordingSid or RecordingUrl ignored", call_sid)
+            return None
         with self._writer.begin() as conn:
             call = conn.execute(sa.select(calls).where(calls.c.call_sid == call_sid)).one_or_none()
             if call is None:

@@ -268,6 +268,7 @@ def test_inbound_call_nobody_answers_goes_to_voicemail(log: CallLog) -> None:
     )
     assert log.recording_for("RE1") == calllog.Recording("CAroot", ALICE_NUMBER, None, "https://api.twilio.com/RE1")
     assert log.recording_for("REunknown") is None
+    assert log.record_voicemail("CAroot", recording_sid="", recording_url="https://x", duration=1) is None
     assert log.calls_in_progress([ALICE_NUMBER]) == []
 
 
