@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ from .users import Users
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
 WATCH_INTERVAL = 1.0  # seconds between checks of .htpasswd and presets.csv
+PRUNE_INTERVAL = 3600.0  # seconds between prunings of the call log (keep_days)
 
 
 
@@ -110,25 +112,32 @@ def users_changed(old: Users, new: Users) -> None:
         end_sessions(f"user:{name}")
 
 
-# --------------------------------------------------------------------- file watcher
+# --------------------------------------------------------------------- housekeeping
 
 
-def _watch_files(app: Flask) -> None:
+def _housekeeping(app: Flask) -> None:
+    """Notice edits of the watched files every second; prune the call log every hour."""
     with app.app_context():
         team = _team()
+        pruned_at = -PRUNE_INTERVAL
         while True:
-            _socketio().sleep(WATCH_INTERVAL)
             try:
+                if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
+                    pruned_at = time.monotonic()
+                    removed = team.calllog.prune()
+                    if removed:
+                        log.info("pruned %d calls older than %d days", removed, team.settings.keep_days)
                 team.users.refresh()
                 team.presets.refresh()
-            except Exception:  # a watcher that dies silently would be worse than a log line
-                log.exception("checking the watched files failed")
+            except Exception:  # a loop that dies silently would be worse than a log line
+                log.exception("housekeeping failed; trying again shortly")
+            _socketio().sleep(WATCH_INTERVAL)
 
 
 def ensure_watcher() -> None:
-    """Start the file watcher once per process and app (after uWSGI's fork, not before)."""
+    """Start the housekeeping loop once per process and app (after uWSGI's fork, not before)."""
     app = current_app._get_current_object()
     if app.extensions.get("shetphone_watcher_pid") == os.getpid():
         return
     app.extensions["shetphone_watcher_pid"] = os.getpid()
-    _socketio().start_background_task(_watch_files, app)
+    _socketio().start_background_task(_housekeeping, app)

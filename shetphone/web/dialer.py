@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import phonenumbers
-from flask import Blueprint, jsonify, render_template, request
+import requests
+from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from .. import current_team
+from .. import current_team, voicemail
 from ..tokens import voice_token
 from .auth import api_login_required
 
+log = logging.getLogger(__name__)
 bp = Blueprint("dialer", __name__)
 MAX_CALLS_LISTED = 500
 
@@ -73,15 +77,52 @@ def calls():
 
 
 def url_for_voicemail(recording_sid: str) -> str:
-    from flask import url_for
-
     return url_for("dialer.voicemail_audio", recording_sid=recording_sid)
+
+
+# Headers passed between the browser and Twilio's media host, so seeking (Range) works.
+RANGE_REQUEST_HEADERS = ("Range", "If-Range")
+RANGE_RESPONSE_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
+MEDIA_TIMEOUT = (5, 30)  # seconds: connecting, then between bytes
 
 
 @bp.get("/voicemail/<recording_sid>")
 @api_login_required
 def voicemail_audio(recording_sid: str):
-    return jsonify(error="not yet"), 501
+    team = current_team()
+    name = current_user.get_id()
+    recording = team.calllog.recording_for(recording_sid) if voicemail.is_recording_sid(recording_sid) else None
+    # Someone else's recording is "not found", not "forbidden": its existence is not theirs to learn.
+    if recording is None or not voicemail.may_hear(recording, team.directory.numbers_of(name), name):
+        return jsonify(error="no such voicemail"), 404
+    twilio = team.settings.twilio
+    if not (twilio.account_sid and twilio.auth_token):
+        return jsonify(error="Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"), 503
+    url = voicemail.media_url(team.settings.twilio_media_base, twilio.account_sid, recording_sid)
+    headers = {h: request.headers[h] for h in RANGE_REQUEST_HEADERS if h in request.headers}
+    try:
+        upstream = requests.get(url, auth=(twilio.account_sid, twilio.auth_token), headers=headers,
+                                stream=True, timeout=MEDIA_TIMEOUT)
+    except requests.RequestException as exc:
+        log.warning("could not fetch recording %s from Twilio: %s", recording_sid, exc)
+        return jsonify(error="Twilio could not be reached for this voicemail; try again shortly"), 502
+    if upstream.status_code not in (200, 206):
+        upstream.close()
+        log.warning("Twilio answered %s for recording %s", upstream.status_code, recording_sid)
+        status = 404 if upstream.status_code == 404 else 502
+        return jsonify(error="the voicemail's audio is not available"), status
+
+    def body():
+        with upstream:
+            yield from upstream.iter_content(chunk_size=32 * 1024)
+
+    response = Response(stream_with_context(body()), status=upstream.status_code,
+                        mimetype=voicemail.AUDIO_FORMATS["mp3"])
+    for header in RANGE_RESPONSE_HEADERS:
+        if header in upstream.headers:
+            response.headers[header] = upstream.headers[header]
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @bp.get("/healthz")
