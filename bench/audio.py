@@ -341,7 +341,7 @@ def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return "-" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.0"
 
 
 def table(results: dict) -> str:
@@ -350,7 +350,7 @@ def table(results: dict) -> str:
         ("measure (target)", "ours", "ratecv", "poc"),
         (
             "response 300-3400 Hz, max dev dB (<= 0.5)",
-            *(fmt(up[p]["frequency_response"]["max_deviation_db"]) for p in UPLINKS),
+            *(fmt(up[p]["frequency_response"]["max_deviation_db"], 3) for p in UPLINKS),
         ),
         ("image rejection >= 4.6 kHz, dB (>= 50)", *(fmt(up[p]["image_rejection"]["worst_db"], 1) for p in UPLINKS)),
         (
