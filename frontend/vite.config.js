@@ -6,7 +6,8 @@ import vue from '@vitejs/plugin-vue'
 
 export default defineConfig({
   plugins: [vue()],
-  base: '/static/dist/',
+  // Relative: chunks load from beside the entry, wherever Flask serves it (a path prefix too).
+  base: './',
   publicDir: false,
   build: {
     outDir: fileURLToPath(new URL('../static/dist', import.meta.url)),

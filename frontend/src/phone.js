@@ -3,6 +3,7 @@
 // small PhoneCall wrapper below. Device and Call are kept out of Vue's
 // reactivity (markRaw): a Proxy around them breaks the SDK's internals.
 import { markRaw } from 'vue'
+import { siteUrl } from './site.js'
 
 // How long registration may take before the page says Twilio cannot be reached,
 // rather than showing "connecting" for ever.
@@ -28,7 +29,7 @@ async function deviceFactory() {
 async function fetchToken() {
   let response
   try {
-    response = await fetch('/token', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+    response = await fetch(siteUrl('token'), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
   } catch {
     throw new PhoneError('unreachable', 'Shetphone’s server cannot be reached. Check the network connection.')
   }

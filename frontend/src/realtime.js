@@ -1,14 +1,15 @@
 // The Socket.IO connection to our own server: call status, voicemail, presets, session end.
 import { io } from 'socket.io-client'
+import { sitePath, siteUrl } from './site.js'
 
 export function goToLogin() {
-  window.location.assign('/login?next=' + encodeURIComponent(window.location.pathname))
+  window.location.assign(siteUrl('login') + '?next=' + encodeURIComponent(window.location.pathname))
 }
 
 // handlers: callStatus(payload), presetsChanged(), voicemail(payload), connection(state)
 // where state is 'connected' | 'reconnecting' | 'reconnected'.
 export function connectRealtime(handlers) {
-  const socket = io({ path: '/socket.io', withCredentials: true })
+  const socket = io({ path: sitePath('socket.io'), withCredentials: true })
   let everConnected = false
   let lost = false
 
@@ -39,7 +40,7 @@ export function connectRealtime(handlers) {
   socket.on('presets_changed', () => handlers.presetsChanged())
   socket.on('session_ended', () => {
     socket.disconnect()
-    window.location.assign('/login')
+    window.location.assign(siteUrl('login'))
   })
   return socket
 }

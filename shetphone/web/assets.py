@@ -109,9 +109,10 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.globals["vite_entry"] = vite_entry
 
+    prefix = (app.static_url_path or "/static") + f"/{DIST}/assets/"
+
     @app.after_request
     def _cache_hashed_assets(response):
-        prefix = (app.static_url_path or "/static") + f"/{DIST}/assets/"
         if request.path.startswith(prefix) and response.status_code in (200, 304):
             response.headers["Cache-Control"] = IMMUTABLE
         return response

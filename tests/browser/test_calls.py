@@ -165,6 +165,7 @@ def test_audio_devices_can_be_chosen(open_dialer):
 def test_session_ended_sends_the_page_to_the_login_page(open_dialer, server):
     page = open_dialer(name="bob")
     start_phone(page)
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
     # Logging out elsewhere with the same session ends this page's session too.
     token = csrf_token_from(page.content())
     response = page.context.request.post(server.url + "/logout", form={"csrf_token": token}, max_redirects=0)

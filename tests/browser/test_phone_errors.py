@@ -1,0 +1,59 @@
+"""The phone says what is wrong, in plain words, instead of hanging on "connecting"."""
+
+from __future__ import annotations
+
+import pytest
+from browser_helpers import LiveServer, make_team_files, screenshot, start_server
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+# Twilio's hosts cannot be reached from here (no network); registration must end in an error.
+UNREACHABLE_WITHIN_MS = 40_000
+
+
+def test_the_real_sdk_with_twilio_unreachable_shows_a_clear_error(open_dialer):
+    page = open_dialer(fake_device=False)
+    assert page.evaluate("typeof window.__shetphoneDeviceFactory") == "undefined"  # the production path
+    with page.expect_response(lambda response: "/assets/twilio-" in response.url) as sdk:
+        page.get_by_role("button", name="Start").click()
+    assert sdk.value.ok  # the Voice SDK arrives on Start, not with the page
+    state = page.get_by_test_id("phone-state")
+    expect(state).to_have_text("Not working", timeout=UNREACHABLE_WITHIN_MS)
+    expect(page.get_by_test_id("phone-error")).to_contain_text("Twilio unreachable")
+    expect(page.get_by_role("button", name="Try again")).to_be_visible()
+    screenshot(page, "phone-twilio-unreachable")
+
+
+def test_no_microphone_is_said_in_words(open_dialer):
+    page = open_dialer()
+    page.evaluate("""() => {
+        navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    }""")
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_test_id("phone-error")).to_contain_text("No microphone")
+    assert page.evaluate("window.__fakeDevice.devices.length") == 0
+
+
+@pytest.fixture(scope="module")
+def unconfigured_server(tmp_path_factory):
+    files = make_team_files(tmp_path_factory.mktemp("unconfigured"))
+    files.environ = {name: value for name, value in files.environ.items() if not name.startswith("TWILIO_")}
+    live: LiveServer = start_server(files)
+    yield live
+    live.stop()
+
+
+def test_twilio_not_configured_is_said_before_and_after_start(browser, unconfigured_server):
+    from browser_helpers import PageProblems, log_in, new_context
+
+    context = new_context(browser, unconfigured_server)
+    log_in(context, unconfigured_server)
+    page = context.new_page()
+    problems = PageProblems(page)
+    page.goto("/")
+    expect(page.get_by_text("Calling is not configured yet")).to_contain_text("TWILIO_ACCOUNT_SID")
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_test_id("phone-error")).to_contain_text("Not configured")
+    assert problems.csp(page) == [] and problems.errors == []
+    context.close()
