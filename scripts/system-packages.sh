@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need, only those that are missing.
 set -euo pipefail
-packages=(chromium redis-server nginx libopus0 espeak-ng sox postgresql fonts-dejavu-core)
+packages=(chromium redis-server nginx libopus0 espeak-ng sox postgresql fonts-dejavu-core openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
