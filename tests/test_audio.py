@@ -196,6 +196,12 @@ def test_mix_of_nothing_is_silence():
     assert mix([]) == SILENCE_FRAME
 
 
+def test_mix_of_silent_calls_and_one_voice_is_that_voice():
+    voice = np.arange(FRAME_BYTES // 2, dtype="<i2").tobytes()
+    assert mix([SILENCE_FRAME, SILENCE_FRAME]) == SILENCE_FRAME
+    assert mix([SILENCE_FRAME, voice, bytes(FRAME_BYTES)]) == voice
+
+
 def test_mix_saturates_instead_of_wrapping():
     loud = np.full(FRAME_BYTES // 2, 30000, "<i2").tobytes()
     quiet_negative = np.full(FRAME_BYTES // 2, -30000, "<i2").tobytes()

@@ -195,13 +195,15 @@ def mix(frames: Sequence[bytes]) -> bytes:
     """Sum s16le frames of one length, saturating at the int16 limits rather than wrapping."""
     if not frames:
         return SILENCE_FRAME
-    if len(frames) == 1:
-        return bytes(frames[0])
     length = len(frames[0])
     if any(len(f) != length for f in frames):
         raise ValueError("frames to mix must all be the same length")
+    # Idle calls hand in the shared SILENCE_FRAME (JitterBuffer does): nothing to add.
+    audible = [f for f in frames if f is not SILENCE_FRAME]
+    if len(audible) <= 1:
+        return bytes(audible[0]) if audible else SILENCE_FRAME
     total = np.zeros(length // 2, dtype=np.int32)
-    for frame in frames:
+    for frame in audible:
         total += np.frombuffer(frame, dtype="<i2")
     return np.clip(total, -32768, 32767).astype("<i2").tobytes()
 

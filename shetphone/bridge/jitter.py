@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .audio import FRAME_BYTES
+from .audio import FRAME_BYTES, SILENCE_FRAME
 
 
 class JitterBuffer:
@@ -27,7 +27,8 @@ class JitterBuffer:
         self.prefill_frames = prefill_frames
         self.max_frames = max_frames
         self.frame_bytes = frame_bytes
-        self.silence = bytes(frame_bytes)
+        # The shared SILENCE_FRAME lets mix() skip idle calls by identity.
+        self.silence = SILENCE_FRAME if frame_bytes == FRAME_BYTES else bytes(frame_bytes)
         self._frames: deque[bytes] = deque()
         self._playing = prefill_frames == 0
         self.dropped = 0  # frames thrown away because the buffer was full
