@@ -19,6 +19,8 @@ Timestamps are stored as naive UTC and handed out as ISO 8601 with a ``Z``.
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -72,9 +74,10 @@ def iso_utc(moment: datetime) -> str:
 
 def _naive_utc(moment: datetime) -> datetime:
     """Stored form: naive UTC (aware values are converted; naive ones are taken as UTC)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=0)
+    offset = moment.utcoffset()
+    if offset is not None:
+        moment = moment - offset
+    return moment.replace(tzinfo=None, microsecond=0)
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -222,6 +225,25 @@ def create_engine(database_url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def _forget_connections_after_fork(engine: Engine) -> None:
+    """A forked child (uWSGI without lazy-apps) must open its own connections.
+
+    Sharing the parent's pooled SQLite handle or PostgreSQL socket across
+    processes corrupts both; ``dispose(close=False)`` drops them from the
+    child's pool without closing them under the parent.
+    """
+    if isinstance(engine.pool, StaticPool):
+        return  # in-memory SQLite: the child's copy of the one connection is its database
+    engine_ref = weakref.ref(engine)  # the hook must not keep a closed store alive
+
+    def forget() -> None:
+        forked = engine_ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -289,6 +311,7 @@ class CallLog:
         self.engine = create_engine(database_url)
         self._writer = self.engine.execution_options(shetphone_writes=True)
         self._migrate()
+        _forget_connections_after_fork(self.engine)
 
     # ----------------------------------------------------------------- schema
 

@@ -359,6 +359,74 @@ def test_a_failed_write_leaves_nothing_half_written(log: CallLog, monkeypatch: p
     assert log.record_status(callback("CAleg", "ringing", 1, parent="CAroot"))["status"] == "ringing"  # the retry
 
 
+def test_a_ring_group_nobody_answers_says_why(log: CallLog) -> None:
+    open_inbound(log, "CAroot")
+    log.record_status(callback("CAbob", "initiated", 0, parent="CAroot"))
+    log.record_status(callback("CAalice", "busy", 1, parent="CAroot"))  # alice declined
+    assert only_call(log, [ALICE_NUMBER])["status"] == "initiated"  # bob still has a chance
+    log.record_status(callback("CAbob", "ringing", 1, parent="CAroot"))
+    assert only_call(log, [ALICE_NUMBER])["status"] == "ringing"
+    log.record_status(callback("CAbob", "no-answer", 2, parent="CAroot"))
+    entry = only_call(log, [ALICE_NUMBER])
+    assert (entry["status"], entry["missed"]) == ("no-answer", True)
+
+
+def test_the_dial_outcome_stands_in_for_lost_leg_callbacks(log: CallLog) -> None:
+    open_inbound(log, "CAroot")
+    log.record_dial_outcome("CAroot", "answered")
+    assert only_call(log, [ALICE_NUMBER])["status"] == "in-progress"
+    log.record_dial_outcome("CAroot", "completed")
+    entry = only_call(log, [ALICE_NUMBER])
+    assert (entry["status"], entry["missed"]) == ("completed", False)
+    log.record_dial_outcome("CAroot", "nonsense")  # ignored, not stored
+    assert only_call(log, [ALICE_NUMBER])["status"] == "completed"
+
+
+def test_a_grandchild_leg_reaches_its_root(log: CallLog) -> None:
+    open_inbound(log, "CAroot")
+    log.record_status(callback("CAchild", "in-progress", 1, parent="CAroot"))
+    payload = log.record_status(callback("CAgrandchild", "ringing", 1, parent="CAchild"))
+    assert (payload["parent_call_sid"], payload["number"]) == ("CAchild", ALICE_NUMBER)
+
+
+def test_a_callback_without_timestamp_is_stamped_by_the_clock(log: CallLog, clock: FakeClock) -> None:
+    open_inbound(log, "CAroot")
+    clock.advance(seconds=3)
+    form = callback("CAleg", "ringing", 1, parent="CAroot")
+    form["Timestamp"] = "not a date"
+    assert log.record_status(form)["timestamp"] == "2026-11-22T16:00:03Z"
+    form = callback("CAleg", "in-progress", 2, parent="CAroot")
+    form["Timestamp"] = "Sun, 22 Nov 2026 17:03:27 +0100"  # converted to UTC
+    assert log.record_status(form)["timestamp"] == "2026-11-22T16:03:27Z"
+
+
+def _legs(*states: tuple[str, str, int]) -> list[calllog._LegState]:
+    return [
+        calllog._LegState(sid, status, calllog.STATUS_RANK[status], status in ("in-progress", "completed"), duration)
+        for sid, status, duration in states
+    ]
+
+
+@pytest.mark.parametrize(
+    ("leg_states", "dial_status", "summary"),
+    [
+        ([], None, ("initiated", False, 0)),
+        (_legs(("ROOT", "in-progress", 0)), None, ("in-progress", True, 0)),  # e.g. streamed to Discord
+        (_legs(("ROOT", "completed", 61)), None, ("completed", True, 61)),
+        (_legs(("ROOT", "in-progress", 0), ("A", "ringing", 0)), None, ("ringing", False, 0)),
+        (_legs(("A", "completed", 30), ("B", "canceled", 0)), None, ("completed", True, 30)),
+        (_legs(("A", "in-progress", 0), ("B", "canceled", 0)), None, ("in-progress", True, 0)),
+        (_legs(("A", "failed", 0), ("B", "canceled", 0)), None, ("canceled", False, 0)),
+        (_legs(("A", "failed", 0)), None, ("failed", False, 0)),
+        (_legs(("ROOT", "completed", 40), ("A", "no-answer", 0)), "no-answer", ("no-answer", False, 0)),
+        ([], "busy", ("busy", False, 0)),
+        ([], "completed", ("completed", True, 0)),
+    ],
+)
+def test_summarise(leg_states: list, dial_status: str | None, summary: tuple[str, bool, int]) -> None:
+    assert calllog.summarise("ROOT", leg_states, dial_status) == summary
+
+
 # --------------------------------------------------------------------------- who sees what
 
 
@@ -400,6 +468,20 @@ def test_the_log_survives_reopening(database_url: str, clock: FakeClock) -> None
         assert second.schema_version() == calllog.SCHEMA_VERSION
     finally:
         second.close()
+
+
+def test_a_forked_worker_opens_its_own_connections(log: CallLog) -> None:
+    """uWSGI forks workers after the app (and its store) was created."""
+    open_inbound(log, "CAroot")  # the parent now holds a pooled connection
+    pid = os.fork()
+    if pid == 0:  # the child: must not talk over the parent's connection
+        try:
+            ok = log.record_status(callback("CAleg", "ringing", 1, parent="CAroot")) is not None
+        finally:
+            os._exit(0 if ok else 1)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+    assert [p["call_sid"] for p in log.calls_in_progress([ALICE_NUMBER])] == ["CAleg"]  # the parent still works
 
 
 def test_sqlite_creates_its_directory_and_uses_wal(tmp_path) -> None:
@@ -545,13 +627,16 @@ def test_listing_100000_calls(log: CallLog) -> None:
                 "from": numbers[i % 4] if outbound else CALLER,
                 "to": "+441632960001" if outbound else numbers[i % 4],
                 "client": clients[i % 3] if outbound else None,
-                # Not in insertion order, so the index, not the row order, must sort them.
-                "started_at": START - timedelta(seconds=(i * 7919) % 100_000),
+                # Two calls in every second, so the tie-break on the SID is exercised too.
+                "started_at": START - timedelta(seconds=(i * 7919) % 50_000),
                 "status": "completed",
                 "answered": True,
                 "duration": i % 600,
             }
         )
+    # Oldest first, as calls arrive (B-tree appends keep the bulk insert fast); within a
+    # second, ascending SIDs, the opposite of the order the listing must give.
+    entries.sort(key=lambda e: (e["started_at"], e["call_sid"]))
     assert log.import_calls(entries) == 100_000
 
     def expected(user_numbers: set[str], client: str | None, limit: int) -> list[str]:
