@@ -25,6 +25,9 @@ from shetphone.bridge.audio import (
     ulaw_encode,
 )
 
+# No deadline: tests assert results, not timing, and the machine is shared.
+untimed = settings(deadline=None)
+
 int16_samples = arrays(np.int16, st.integers(0, 2000))
 
 
@@ -79,6 +82,7 @@ def test_ulaw_every_code_survives_a_round_trip():
     assert [c for c, b in zip(codes, back, strict=True) if c != b] == [0x7F]
 
 
+@untimed
 @given(int16_samples)
 def test_ulaw_round_trip_error_is_within_a_quantisation_step(samples):
     decoded = ulaw_decode(ulaw_encode(samples))
@@ -91,12 +95,13 @@ def test_ulaw_round_trip_error_is_within_a_quantisation_step(samples):
 # --- up-sampling 8 -> 48 kHz
 
 
+@untimed
 @given(int16_samples)
 def test_upsampler_gives_six_samples_per_input(samples):
     assert len(Upsampler().process(samples)) == 6 * len(samples)
 
 
-@settings(max_examples=50)
+@settings(untimed, max_examples=50)
 @given(arrays(np.int16, st.integers(1, 1600)), st.lists(st.integers(1, 400), min_size=1, max_size=5))
 def test_upsampler_in_chunks_equals_whole(samples, sizes):
     assert_chunks_equal_whole(Upsampler, samples, sizes)
@@ -138,7 +143,7 @@ def test_upsampler_passes_the_phone_band_within_half_a_db(freq):
 # --- down-sampling 48 -> 8 kHz
 
 
-@settings(max_examples=50)
+@settings(untimed, max_examples=50)
 @given(arrays(np.int16, st.integers(1, 6000)), st.lists(st.integers(1, 2000), min_size=1, max_size=5))
 def test_downsampler_in_chunks_equals_whole(samples, sizes):
     assert_chunks_equal_whole(Downsampler, samples, sizes)
@@ -173,6 +178,7 @@ def test_downsampler_passes_1khz():
 # --- stereo, mixing, framing
 
 
+@untimed
 @given(int16_samples)
 def test_to_stereo_duplicates_and_to_mono_undoes_it(mono):
     stereo = to_stereo(mono)
@@ -210,6 +216,7 @@ def test_mix_saturates_instead_of_wrapping():
     assert set(np.frombuffer(mix([loud, quiet_negative]), "<i2")) == {0}
 
 
+@untimed
 @given(st.lists(arrays(np.int16, 8, elements=st.integers(-32768, 32767)), min_size=1, max_size=4))
 def test_mix_is_the_clipped_sum(sources):
     mixed = np.frombuffer(mix([s.astype("<i2").tobytes() for s in sources]), "<i2")
@@ -222,6 +229,7 @@ def test_mix_refuses_frames_of_different_lengths():
         mix([bytes(8), bytes(4)])
 
 
+@untimed
 @given(st.lists(st.binary(max_size=9000), max_size=8), st.integers(1, 4000))
 def test_framer_hands_back_exact_frames_in_order(chunks, size):
     framer = Framer(size)
@@ -235,6 +243,7 @@ def test_framer_hands_back_exact_frames_in_order(chunks, size):
 # --- the two directions end to end
 
 
+@untimed
 @given(st.lists(st.integers(0, 500), max_size=10))
 def test_uplink_gives_only_whole_20ms_frames(sizes):
     uplink = Uplink()
@@ -256,6 +265,7 @@ def test_downlink_turns_each_frame_into_one_20ms_payload():
         assert [len(p) for p in downlink.process(SILENCE_FRAME)] == [PHONE_FRAME_BYTES]
 
 
+@untimed
 @given(st.lists(st.integers(0, 2000).map(lambda n: n * 4), max_size=10))
 def test_downlink_gives_only_whole_20ms_payloads(sizes):
     downlink = Downlink()

@@ -3,11 +3,14 @@
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME
 from shetphone.bridge.jitter import JitterBuffer
+
+# No deadline: tests assert results, not timing, and the machine is shared.
+untimed = settings(deadline=None)
 
 SIZE = 8  # small frames keep the examples readable; the logic does not depend on size
 
@@ -76,6 +79,7 @@ def test_refuses_impossible_sizes(prefill, most):
         JitterBuffer(prefill_frames=prefill, max_frames=most)
 
 
+@untimed
 @given(
     st.lists(st.booleans(), max_size=200),
     st.integers(0, 4),
