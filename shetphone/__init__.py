@@ -60,6 +60,8 @@ def create_app(
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         RATELIMIT_STORAGE_URI=settings.message_queue or "memory://",
+        # While Redis is down each process counts failures itself, rather than refusing every login.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=bool(settings.message_queue),
         RATELIMIT_KEY_PREFIX="shetphone",
         JSON_SORT_KEYS=False,
     )
