@@ -209,23 +209,25 @@ def test_a_call_logged_by_a_is_listed_by_b(cluster):
     assert calls[call]["direction"] == "outbound" and calls[call]["to"] == "+441595123456"
 
 
-def test_the_lockout_counts_failures_made_on_both_instances(cluster):
+def test_the_lockout_counts_failures_made_on_both_instances_by_the_real_address(cluster):
     a, b = cluster.apps
     statuses = []
     for index in range(6):
         instance = (a, b)[index % 2]
         session = cluster.session(instance)
         token = csrf_token_from(session.get(cluster.url + "/login", timeout=30).text)
+        # A new name and a made-up X-Forwarded-For each time: only the address nginx saw
+        # (forwarded headers are trusted for one hop) ties the attempts together.
         response = session.post(cluster.url + "/login", allow_redirects=False, timeout=30,
-                                headers={"Referer": cluster.url + "/login"},
-                                data={"username": "mallory", "password": "wrong", "csrf_token": token})
+                                headers={"Referer": cluster.url + "/login", "X-Forwarded-For": f"203.0.113.{index}"},
+                                data={"username": f"mallory{index}", "password": "wrong", "csrf_token": token})
         assert response.headers[UPSTREAM_HEADER] == instance.upstream
         statuses.append(response.status_code)
     try:
         # Alone, neither instance has seen more than three failures.
         assert statuses == [401] * 5 + [429]
     finally:
-        # The address 127.0.0.1 is locked out too: free it for the other tests.
+        # 127.0.0.1 is locked out now: free it for the other tests.
         redis = cluster.redis.client()
         for key in redis.scan_iter("*shetphone*"):
             redis.delete(key)
@@ -306,6 +308,8 @@ def test_redis_restart_events_flow_again_once_it_is_back(cluster):
         # Redis is down: the call log is still written; only the event is lost.
         down = cluster.post_signed("/voice/status", leg_status(root, sid("b"), "ringing", 0), a)
         assert down.status_code == 204
+        # and logins go on, the lockout counted by each process alone meanwhile
+        assert login(cluster, "alice", b).get(cluster.url + "/token", timeout=30).status_code == 200
         cluster.redis.start()
         # The instances resubscribe on their own; an event published before that is lost,
         # so keep sending new legs (as calls would) until one arrives.
