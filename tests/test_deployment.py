@@ -171,6 +171,14 @@ def test_a_socket_without_a_session_is_refused_through_nginx(cluster):
         client.connect(cluster.url, wait_timeout=30)
 
 
+def test_a_socket_from_another_origin_is_refused_through_nginx(cluster):
+    session = login(cluster, "bob", cluster.apps[1])
+    client = socketio.Client(http_session=session, reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(cluster.url, wait_timeout=30, headers={"Origin": "https://phone.example.net"})
+    assert not client.connected
+
+
 def test_a_webhook_to_a_reaches_the_browser_on_b(cluster):
     a, b = cluster.apps
     bob = Browser(cluster, "bob", b)
@@ -365,7 +373,7 @@ def test_instance_a_stops_its_browser_reconnects_to_b_and_gets_its_calls_in_prog
     open_inbound(cluster, root, b)
     bob = Browser(cluster, "bob", a, reconnect=True)
     try:
-        assert bob.connects == 1
+        assert bob.wait_for(lambda br: br.connects == 1)
         response = cluster.post_signed("/voice/status", leg_status(root, leg, "ringing", 0), b)
         assert response.status_code == 204
         assert bob.wait_for(lambda br: br.statuses_of(leg) == ["ringing"])
@@ -376,7 +384,8 @@ def test_instance_a_stops_its_browser_reconnects_to_b_and_gets_its_calls_in_prog
         a.stop()
         assert bob.wait_for(lambda br: br.connects >= 2, timeout=60)
         # B sent the call still in progress on connect: a dropped connection loses nothing.
-        assert bob.wait_for(lambda br: br.statuses_of(leg) == ["ringing", "in-progress", "in-progress"])
+        assert bob.wait_for(lambda br: len(br.statuses_of(leg)) >= 3)
+        assert set(bob.statuses_of(leg)[2:]) == {"in-progress"}
         # and the browser now lives on B: new events reach it
         completed = cluster.post_signed("/voice/status", leg_status(root, leg, "completed", 2), b)
         assert completed.status_code == 204
