@@ -473,14 +473,25 @@ class CallLog:
             "recording_sid": recording_sid,
         }
 
-    def prune(self) -> int:
-        """Delete calls started more than ``keep_days`` ago, with their legs and recordings."""
+    def prune(self, batch: int = 1000) -> int:
+        """Delete calls started more than ``keep_days`` ago, with their legs and recordings.
+
+        In transactions of ``batch`` calls, so a first prune of a long history never
+        holds SQLite's write lock long enough to make status callbacks time out.
+        """
         cutoff = _naive_utc(self._clock()) - timedelta(days=self.keep_days)
-        old_calls = sa.select(calls.c.call_sid).where(calls.c.started_at < cutoff)
-        with self._writer.begin() as conn:
-            conn.execute(recordings.delete().where(recordings.c.call_sid.in_(old_calls)))
-            conn.execute(legs.delete().where(legs.c.root_call_sid.in_(old_calls)))
-            return conn.execute(calls.delete().where(calls.c.started_at < cutoff)).rowcount
+        oldest = sa.select(calls.c.call_sid).where(calls.c.started_at < cutoff).order_by(calls.c.started_at)
+        deleted = 0
+        while True:
+            with self._writer.begin() as conn:
+                call_sids = list(conn.scalars(oldest.limit(batch)))
+                if call_sids:
+                    conn.execute(recordings.delete().where(recordings.c.call_sid.in_(call_sids)))
+                    conn.execute(legs.delete().where(legs.c.root_call_sid.in_(call_sids)))
+                    conn.execute(calls.delete().where(calls.c.call_sid.in_(call_sids)))
+            deleted += len(call_sids)
+            if len(call_sids) < batch:
+                return deleted
 
     def import_calls(self, entries: Iterable[Mapping[str, Any]], batch: int = 10_000) -> int:
         """Bulk insert finished calls (history from elsewhere, benchmarks, tests).

@@ -577,9 +577,29 @@ def test_prune_deletes_calls_older_than_keep_days(log: CallLog, clock: FakeClock
     assert log.prune() == 1
     assert [c["call_sid"] for c in log.calls_for([ALICE_NUMBER], None)] == ["CAkept"]
     assert log.recording_for("REold") is None
+    with log.engine.connect() as conn:  # nothing of the old call is left behind
+        assert conn.scalar(sa.select(sa.func.count()).select_from(calllog.legs)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(calllog.recordings)) == 0
     assert log.prune() == 0
-    # The old leg went with its call: a new call may reuse nothing of it.
     assert log.record_status(callback("CAold-leg", "completed", 2, parent="CAold")) is None
+
+
+def test_prune_works_in_batches(log: CallLog, clock: FakeClock) -> None:
+    log.import_calls(
+        {
+            "call_sid": f"CA{i:04d}",
+            "direction": "inbound",
+            "number": ALICE_NUMBER,
+            "from": CALLER,
+            "to": ALICE_NUMBER,
+            "started_at": START - timedelta(days=100, minutes=i),
+            "status": "no-answer",
+        }
+        for i in range(25)
+    )
+    open_inbound(log, "CArecent")
+    assert log.prune(batch=10) == 25
+    assert [c["call_sid"] for c in log.calls_for([ALICE_NUMBER], None)] == ["CArecent"]
 
 
 def test_calls_in_progress_forgets_legs_older_than_any_call(log: CallLog, clock: FakeClock) -> None:
