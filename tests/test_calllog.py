@@ -20,7 +20,8 @@ from itertools import count
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shetphone import calllog
@@ -126,8 +127,6 @@ def log(database_url: str, clock: FakeClock) -> Iterator[CallLog]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-_sequence = count(1)
 
 
 def callback(call_sid: str, status: str, sequence: int, parent: str | None = None, **extra: str) -> dict[str, str]:
@@ -676,7 +675,7 @@ LEG_LIFE = ["queued", "initiated", "ringing", "in-progress", "completed"]
 _roots = count()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(deliveries=st.lists(st.integers(min_value=0, max_value=len(LEG_LIFE) - 1), min_size=1, max_size=12))
 def test_any_delivery_order_only_moves_forward(log: CallLog, deliveries: list[int]) -> None:
     """Twilio may repeat and reorder callbacks: what is emitted only ever moves forward."""
