@@ -72,6 +72,15 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = STARTUP_SE
         time.sleep(0.1)
 
 
+def loopback_session(cert: Path) -> requests.Session:
+    """requests for our own servers: the test's certificate, and no proxy or CA bundle from the environment
+    (with trust_env, REQUESTS_CA_BUNDLE would override ``verify``)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(cert)
+    return session
+
+
 def shared_directory(prefix: str) -> Path:
     """A temporary directory nginx's workers (www-data) may enter: sockets, static files, nginx's own."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -461,8 +470,10 @@ class Nginx:
     def start(self) -> Nginx:
         self.check()
         self.process.start()
-        wait_until(lambda: requests.get(self.url + "/healthz", verify=str(self.site.cert), timeout=5).ok,
-                   "nginx to proxy /healthz", process=self.process)
+        probe = loopback_session(self.site.cert)
+        wait_until(lambda: probe.get(self.url + "/healthz", timeout=5).ok, "nginx to proxy /healthz",
+                   process=self.process)
+        probe.close()
         return self
 
     def error_log(self) -> str:
@@ -570,9 +581,7 @@ class Cluster:
 
     def session(self, instance: UwsgiInstance | None = None) -> requests.Session:
         """A browser: trusts the test's certificate; pinned to ``instance`` by nginx's route cookie."""
-        session = requests.Session()
-        session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify (and proxies could apply)
-        session.verify = str(self.cert)
+        session = loopback_session(self.cert)
         if instance is not None:
             session.cookies.set(ROUTE_COOKIE, self.route_to(instance), domain="127.0.0.1", path="/")
         return session
@@ -584,8 +593,8 @@ class Cluster:
             return cache[instance.name]
         for attempt in range(1000):
             value = f"route-{attempt}"
-            response = requests.get(self.url + "/healthz", cookies={ROUTE_COOKIE: value}, verify=str(self.cert),
-                                    timeout=10)
+            response = loopback_session(self.cert).get(self.url + "/healthz", cookies={ROUTE_COOKIE: value},
+                                                       timeout=10)
             if response.headers.get(UPSTREAM_HEADER) == instance.upstream:
                 cache[instance.name] = value
                 return value

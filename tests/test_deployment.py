@@ -121,7 +121,7 @@ def test_the_app_socket_is_not_world_writable(cluster):
 
 def test_plain_http_is_redirected_to_https(cluster):
     port = cluster.nginx.site.http_port
-    response = requests.get(f"http://127.0.0.1:{port}/login", allow_redirects=False, timeout=30)
+    response = cluster.session().get(f"http://127.0.0.1:{port}/login", allow_redirects=False, timeout=30)
     assert response.status_code == 301
     assert response.headers["Location"] == "https://127.0.0.1/login"
 
@@ -252,7 +252,8 @@ def test_media_streams_upgrade_reaches_the_bridge_through_nginx(cluster):
 
     async def call() -> tuple[list[dict], int]:
         headers = {"X-Twilio-Signature": sign(host=host, token=cluster.team.auth_token)}
-        async with connect(f"wss://{host}/media/stream", ssl=context, additional_headers=headers) as websocket:
+        async with connect(f"wss://{host}/media/stream", ssl=context, additional_headers=headers,
+                           proxy=None) as websocket:
             stream = TwilioStream(websocket, "MZ" + "7" * 32, sid("7"))
             await stream.connected()
             await stream.start("echo")
@@ -260,7 +261,7 @@ def test_media_streams_upgrade_reaches_the_bridge_through_nginx(cluster):
             await stream.stop()
         try:
             forged = {"X-Twilio-Signature": sign(host=host, token="not-the-auth-token")}
-            async with connect(f"wss://{host}/media/stream", ssl=context, additional_headers=forged):
+            async with connect(f"wss://{host}/media/stream", ssl=context, additional_headers=forged, proxy=None):
                 refused = 101
         except InvalidStatus as refusal:
             refused = refusal.response.status_code
