@@ -28,7 +28,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
-UWSGI = ROOT / ".venv" / "bin" / "uwsgi"
+UWSGI = Path(sys.executable).with_name("uwsgi")  # the running venv's: make test-python may use another
 IS_ROOT = os.geteuid() == 0
 # nginx's workers and the app's socket group when we are root, as on a Debian host.
 WEB_USER = "www-data"
