@@ -1,35 +1,15 @@
 """What the browser tests share: chromium's settings, logging in, screenshots, the fake Device's log.
 
-One browser per session, one server per test module; each test gets a fresh
-browser context (its own cookies), so tests in a module do not see each other.
 The Voice SDK's Device is replaced, in the page only, by tests/browser/fake_device.js.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
+from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, make_team_files, start_server  # noqa: F401
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-
-
-def _shared_fixtures():
-    # Both files are named conftest.py: import the top-level one under a name of its own.
-    path = Path(__file__).resolve().parent.parent / "conftest.py"
-    module = sys.modules.get("shetphone_tests_conftest")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("shetphone_tests_conftest", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_shared = _shared_fixtures()
-PASSWORDS, ROOT, LiveServer = _shared.PASSWORDS, _shared.ROOT, _shared.LiveServer
-csrf_token_from, make_team_files, start_server = _shared.csrf_token_from, _shared.make_team_files, _shared.start_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

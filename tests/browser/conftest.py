@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import (
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from browser.browser_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MANIFEST,
@@ -23,7 +25,6 @@ from browser_helpers import (
     new_context,
     start_server,
 )
-from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_helpers import csrf_token_from, fake_log, screenshot, start_phone
 from playwright.sync_api import expect
+
+from browser.browser_helpers import csrf_token_from, fake_log, screenshot, start_phone
 
 pytestmark = pytest.mark.browser
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from browser_helpers import PHONE, fake_log, screenshot, start_phone
 from playwright.sync_api import expect
+
+from browser.browser_helpers import PHONE, fake_log, screenshot, start_phone
 
 pytestmark = pytest.mark.browser
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from browser_helpers import PASSWORDS, PageProblems, new_context, screenshot
 from playwright.sync_api import expect
+
+from browser.browser_helpers import PASSWORDS, PageProblems, new_context, screenshot
 
 pytestmark = pytest.mark.browser
 

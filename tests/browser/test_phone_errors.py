@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from browser_helpers import LiveServer, make_team_files, screenshot, start_server
 from playwright.sync_api import expect
+
+from browser.browser_helpers import LiveServer, make_team_files, screenshot, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +29,8 @@ def test_the_real_sdk_with_twilio_unreachable_shows_a_clear_error(open_dialer):
 def test_no_microphone_is_said_in_words(open_dialer):
     page = open_dialer()
     page.evaluate("""() => {
-        navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+        const denied = new DOMException('Permission denied', 'NotAllowedError');
+        navigator.mediaDevices.getUserMedia = () => Promise.reject(denied);
     }""")
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_test_id("phone-error")).to_contain_text("No microphone")
@@ -45,7 +47,7 @@ def unconfigured_server(tmp_path_factory):
 
 
 def test_twilio_not_configured_is_said_before_and_after_start(browser, unconfigured_server):
-    from browser_helpers import PageProblems, log_in, new_context
+    from browser.browser_helpers import PageProblems, log_in, new_context
 
     context = new_context(browser, unconfigured_server)
     log_in(context, unconfigured_server)

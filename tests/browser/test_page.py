@@ -1,0 +1,87 @@
+"""The page as a whole: its safety headers in a real browser, keyboard alone, a phone's width, close protection."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from browser.browser_helpers import PHONE, fake_log, screenshot, start_phone
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_page_works_under_its_headers(open_dialer):
+    page = open_dialer()
+    response = page.reload()
+    headers = response.headers
+    assert "script-src 'self';" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["permissions-policy"] == "microphone=(self), camera=(), geolocation=()"
+    # Working under them: the app rendered, its styles applied, the phone starts, the socket connects.
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+    assert page.evaluate("getComputedStyle(document.querySelector('.keypad')).display") == "grid"
+    start_phone(page)
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
+    # open_dialer checks afterwards that the CSP blocked nothing.
+
+
+def test_keyboard_alone_starts_dials_mutes_and_hangs_up(open_dialer):
+    page = open_dialer()
+    page.locator("body").press("Tab")  # Log out comes first, in the header
+    for _ in range(5):
+        if page.evaluate("document.activeElement.textContent.trim()") == "Start":
+            break
+        page.keyboard.press("Tab")
+    start = page.get_by_role("button", name="Start")
+    expect(start).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # a visible focus ring
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
+    page.keyboard.type("01595123456")
+    expect(page.get_by_label("Phone number")).to_have_value("01595 123456")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    page.keyboard.press("m")
+    expect(page.get_by_role("button", name="Unmute")).to_be_visible()
+    page.get_by_role("button", name="Hang up").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+    assert len(fake_log(page, "device.connect")) == 1 and len(fake_log(page, "call.disconnect")) == 1
+
+
+def test_a_phone_screen_shows_everything_without_sideways_scrolling(open_dialer):
+    page = open_dialer(viewport=PHONE)
+    start_phone(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    key = page.get_by_role("button", name="5 JKL").bounding_box()
+    assert key["height"] >= 48 and key["width"] >= 48  # thumb-sized
+    screenshot(page, "dialer-ready")
+
+
+def test_closing_the_page_during_a_call_asks_first(open_dialer):
+    page = open_dialer()
+    start_phone(page)
+    page.get_by_role("button", name="Call Mum, +44 1595 123456").click()
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    asked = []
+
+    def on_dialog(dialog):
+        asked.append(dialog.type)
+        dialog.dismiss()  # the person stays
+
+    page.on("dialog", on_dialog)
+    page.close(run_before_unload=True)
+    page.wait_for_function("() => true")  # the page is still there after the question
+    assert asked == ["beforeunload"]
+    page.remove_listener("dialog", on_dialog)
+    page.get_by_role("button", name="Hang up").click()
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+
+
+def test_tel_links_can_be_handed_to_the_page(open_dialer):
+    page = open_dialer()
+    page.get_by_role("button", name="Open tel: links here").click()
+    expect(page.get_by_role("alert")).to_contain_text("tel:")
