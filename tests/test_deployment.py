@@ -68,7 +68,7 @@ class Browser:
                                       reconnection_delay=0.2, reconnection_delay_max=1)
         self.client.on("connect", self._connected)
         self.client.on("call_status", lambda payload: self._record("call_status", payload))
-        origin = (base_url or cluster.url).split(PREFIX)[0] if base_url else cluster.url
+        origin = cluster.url if base_url is None else base_url.removesuffix(PREFIX)  # scheme://host:port
         self.client.connect(origin, socketio_path=socketio_path, wait_timeout=30,
                             headers={"Origin": origin})
 
@@ -91,8 +91,8 @@ class Browser:
             return [p["status"] for name, p in self.events if name == "call_status" and p["call_sid"] == call_sid]
 
     def close(self) -> None:
-        if self.client.connected:
-            threading.Thread(target=self.client.disconnect, daemon=True).start()
+        # Also ends a reconnection loop; in a thread: websocket-client waits up to 3 s for the close frame.
+        threading.Thread(target=self.client.disconnect, daemon=True).start()
 
 
 def open_inbound(cluster: Cluster, call_sid: str, instance=None) -> None:
