@@ -1,0 +1,179 @@
+"""The dialer page's weight and time to interactive, in headless Chromium on loopback.
+
+Run from the repository root: ``python bench/page.py`` (``make bench`` does).
+Prints a table and writes ``bench/results/page.json``.
+
+1. Weight: every response of a first load of ``/`` (logged in, empty cache),
+   raw and gzipped (level 9, as Vite reports and nginx's ``gzip_static`` would
+   serve). The Voice SDK chunk, fetched on Start, is reported on its own.
+2. Time to interactive: from navigation start to the moment the Call button
+   exists with the app mounted (a MutationObserver records performance.now()),
+   cold (a fresh browser context each time) and warm (a reload: the hashed
+   assets come from the cache, immutable). Also DOMContentLoaded and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser.browser_helpers import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MANIFEST, log_in  # noqa: E402
+from conftest import make_team_files, start_server  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+BUDGET_GZIP = 150 * 1024  # the issue's limit for the first load's JS and CSS together
+
+# Records when the dialer became usable: the Call button is in the page (Vue mounted, handlers bound).
+INTERACTIVE_PROBE = """
+window.__interactiveAt = null;
+new MutationObserver((changes, observer) => {
+  if (document.querySelector('#app .actions button.call')) {
+    window.__interactiveAt = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def gzipped(data: bytes) -> int:
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def ensure_built() -> None:
+    if not MANIFEST.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ROOT / "frontend", check=True)
+        subprocess.run(["npm", "run", "build"], cwd=ROOT / "frontend", check=True)
+
+
+def kind_of(url: str, content_type: str) -> str:
+    if "/assets/" in url and url.endswith(".js"):
+        return "js"
+    if url.endswith(".css"):
+        return "css"
+    if "text/html" in content_type:
+        return "html"
+    return "other"
+
+
+def first_load_weight(browser, server) -> dict:
+    context = browser.new_context(base_url=server.url, viewport=DESKTOP)
+    log_in(context, server)
+    page = context.new_page()
+    responses = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto("/", wait_until="networkidle")
+    page.wait_for_selector("#app .actions button.call")
+    resources = []
+    for response in responses:
+        url = response.url
+        if "/socket.io/" in url or response.status != 200:
+            continue  # the live connection is not page weight
+        body = response.body()
+        kind = kind_of(url, response.headers.get("content-type", ""))
+        resources.append({"url": url.removeprefix(server.url), "kind": kind, "bytes": len(body),
+                          "gzip_bytes": gzipped(body)})
+    context.close()
+    assets = [item for item in resources if item["kind"] in ("js", "css")]
+    sdk = next(path for path in (ROOT / "static" / "dist" / "assets").glob("twilio-*.js"))
+    sdk_bytes = sdk.read_bytes()
+    return {
+        "resources": resources,
+        "js_css_gzip_bytes": sum(item["gzip_bytes"] for item in assets),
+        "js_css_bytes": sum(item["bytes"] for item in assets),
+        "total_gzip_bytes": sum(item["gzip_bytes"] for item in resources),
+        "budget_gzip_bytes": BUDGET_GZIP,
+        "voice_sdk_on_start": {"file": sdk.name, "bytes": len(sdk_bytes), "gzip_bytes": gzipped(sdk_bytes)},
+    }
+
+
+def timings(page) -> dict:
+    page.wait_for_function("window.__interactiveAt !== null")
+    return page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        return {interactive_ms: window.__interactiveAt, dom_content_loaded_ms: nav.domContentLoadedEventEnd,
+                load_ms: nav.loadEventEnd || null};
+    }""")
+
+
+def time_to_interactive(browser, server, runs: int) -> dict:
+    cold, warm = [], []
+    for _ in range(runs):
+        context = browser.new_context(base_url=server.url, viewport=DESKTOP)
+        context.add_init_script(INTERACTIVE_PROBE)
+        log_in(context, server)
+        page = context.new_page()
+        page.goto("/")
+        cold.append(timings(page))
+        page.reload()
+        warm.append(timings(page))
+        context.close()
+    return {"cold": summarise(cold), "warm": summarise(warm), "runs": runs}
+
+
+def summarise(samples: list[dict]) -> dict:
+    out = {}
+    for key in ("interactive_ms", "dom_content_loaded_ms", "load_ms"):
+        values = sorted(sample[key] for sample in samples if sample[key] is not None)
+        if values:
+            out[key] = {"p50": round(statistics.median(values), 1),
+                        "p90": round(values[min(len(values) - 1, round(0.9 * (len(values) - 1)))], 1),
+                        "min": round(values[0], 1)}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="page loads for time to interactive (default 20)")
+    args = parser.parse_args()
+    ensure_built()
+    with tempfile.TemporaryDirectory() as directory:
+        server = start_server(make_team_files(Path(directory)))
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                started = time.monotonic()
+                weight = first_load_weight(browser, server)
+                tti = time_to_interactive(browser, server, args.runs)
+                browser.close()
+                version = browser.version
+        finally:
+            server.stop()
+    result = {
+        "benchmark": "page",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "chromium": version},
+        "weight": weight,
+        "time_to_interactive": tti,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    out = ROOT / "bench" / "results" / "page.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    print(f"{'first load':<28}{'bytes':>10}{'gzip':>10}")
+    for item in weight["resources"]:
+        print(f"{item['url'][:27]:<28}{item['bytes']:>10,}{item['gzip_bytes']:>10,}")
+    print(f"{'JS + CSS':<28}{weight['js_css_bytes']:>10,}{weight['js_css_gzip_bytes']:>10,}"
+          f"   (budget {BUDGET_GZIP:,} gzipped)")
+    sdk = weight["voice_sdk_on_start"]
+    print(f"{'Voice SDK, on Start':<28}{sdk['bytes']:>10,}{sdk['gzip_bytes']:>10,}")
+    for label in ("cold", "warm"):
+        numbers = tti[label]["interactive_ms"]
+        print(f"interactive, {label}: p50 {numbers['p50']} ms, p90 {numbers['p90']} ms ({args.runs} loads)")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0 if weight["js_css_gzip_bytes"] <= BUDGET_GZIP else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
