@@ -57,8 +57,10 @@ def open_dialer(browser: Browser, server: LiveServer) -> Iterator[Callable[..., 
     opened: list[tuple[Page, PageProblems]] = []
 
     def open_page(path: str = "/", *, name: str = "alice", viewport: dict | None = None,
-                  fake_device: bool = True) -> Page:
+                  fake_device: bool = True, init_script: str | None = None) -> Page:
         context = new_context(browser, server, fake_device=fake_device, viewport=viewport)
+        if init_script:
+            context.add_init_script(init_script)
         log_in(context, server, name)
         page = context.new_page()
         problems = PageProblems(page)

@@ -1,0 +1,72 @@
+"""What keeps the phone working all day: re-registration, reconnection banners, notifications."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from browser.browser_helpers import fake_log, start_phone, start_server
+
+pytestmark = pytest.mark.browser
+
+# A stand-in for the browser's Notification, with permission granted, and a page
+# that is not in front (hasFocus false), which is when the page notifies.
+BACKGROUND_NOTIFICATIONS = """
+window.__notifications = [];
+window.Notification = class {
+  static permission = 'granted';
+  static requestPermission() { return Promise.resolve('granted'); }
+  constructor(title, options) { this.title = title; this.options = options; this.closed = false;
+                                window.__notifications.push(this); }
+  close() { this.closed = true; }
+};
+Document.prototype.hasFocus = () => false;
+"""
+
+
+def test_a_failed_registration_is_said_then_retried_until_ready(open_dialer):
+    page = open_dialer()
+    start_phone(page)
+    page.evaluate("""() => {
+        const device = window.__fakeDevice.device;
+        device.state = 'unregistered';
+        device.emit('error', {code: 53000, message: 'Signaling connection error'});
+    }""")
+    expect(page.get_by_test_id("phone-error")).to_contain_text("Twilio unreachable")
+    # The page tries again by itself (after 2 s the first time): the fake registers, and the phone is Ready.
+    expect(page.get_by_test_id("phone-state")).to_have_text("Ready", timeout=10000)
+    assert len(fake_log(page, "device.register")) == 2
+
+
+def test_an_unexpected_unregistration_registers_again(open_dialer):
+    page = open_dialer()
+    start_phone(page)
+    page.evaluate("() => window.__fakeDevice.device.emit('unregistered')")
+    page.wait_for_function("() => window.__fakeDevice.entries('device.register').length === 2", timeout=10000)
+    expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
+
+
+def test_an_incoming_call_in_the_background_notifies_and_a_click_accepts(open_dialer):
+    page = open_dialer(init_script=BACKGROUND_NOTIFICATIONS)
+    start_phone(page)
+    page.evaluate("() => window.__fakeDevice.incoming({From: '+441595123456'})")
+    page.wait_for_function("() => window.__notifications.length === 1")
+    shown = page.evaluate("() => ({title: __notifications[0].title, body: __notifications[0].options.body})")
+    assert shown == {"title": "Incoming call", "body": "Mum (+44 1595 123456)"}
+    page.evaluate("() => window.__notifications[0].onclick()")
+    expect(page.get_by_role("status")).to_have_text("Connected to Mum")
+    assert len(fake_log(page, "call.accept")) == 1
+    assert page.evaluate("() => window.__notifications[0].closed") is True
+
+
+def test_a_lost_server_shows_reconnecting_then_reconnected(open_dialer, server):
+    page = open_dialer()
+    shell = page.locator(".shell")
+    expect(shell).to_have_attribute("data-realtime", "connected")
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    expect(page.get_by_role("alert")).to_contain_text("Lost the connection to Shetphone. Reconnecting")
+    restarted = start_server(server.files, port=port)  # same secret key: the session cookie still holds
+    server.process = restarted.process
+    expect(page.get_by_role("alert")).to_contain_text("Reconnected", timeout=20000)
+    expect(shell).to_have_attribute("data-realtime", "reconnected")
