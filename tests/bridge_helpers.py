@@ -154,16 +154,61 @@ class TwilioStream:
             }
         )
 
-    async def play(self, samples: np.ndarray, *, paced: bool = True) -> None:
-        """Send 8 kHz samples as 20 ms media messages, at real-time pace unless told not to."""
+    async def play(self, samples: np.ndarray, *, paced: bool = True, head_start: int = 0) -> None:
+        """Send 8 kHz samples as 20 ms media messages at real-time pace (unless told not to),
+        the first `head_start` messages at once, as Twilio's own bursts do."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index, payload in enumerate(chunks(ulaw_encode(samples))):
             if paced:
-                delay = started + index * FRAME_SECONDS - loop.time()
+                delay = started + (index - head_start) * FRAME_SECONDS - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             await self.media(payload)
+
+
+    async def play_echo_paced(self, samples: np.ndarray, lead: int = 5) -> list[dict[str, Any]]:
+        """Send 8 kHz samples to an echo stream, never more than `lead` frames ahead of the bridge.
+
+        The echo of each frame the bridge's clock takes from its jitter buffer comes
+        back at once, so counting the echoes that carry audio tells how far the
+        bridge has got. Pacing by that never overruns the jitter buffer however slow
+        a busy machine makes either side: nothing is dropped, and underruns (whole
+        frames of digital silence) are the only difference between the recording
+        and the audio sent. `samples` must not contain digital silence (a silent
+        frame's echo cannot be told from an underrun's). Returns the echoes.
+        """
+        payloads = chunks(ulaw_encode(samples))
+        whole_frames = len(samples) // 160  # a partial last frame waits in the bridge's framer
+        received: list[dict[str, Any]] = []
+        sent = played = 0
+        while played < whole_frames:
+            while sent < len(payloads) and sent - played < lead:
+                await self.media(payloads[sent])
+                sent += 1
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            received.append(message)
+            if carries_audio(message):
+                played += 1
+        return received
+
+
+def carries_audio(message: dict[str, Any]) -> bool:
+    """An echo of caller audio, not of the silence the bridge plays while it waits for some."""
+    payload = base64.b64decode(message["media"]["payload"])
+    # The down filter rings on for 26 samples after audio stops (157 taps at 48 kHz),
+    # so the start of a silent tick's echo is not silent: look past it.
+    return bool(payload[40:].strip(b"\xff\x7f"))  # 0xFF and 0x7F are mu-law's two zeros
+
+
+def frames_of(samples: np.ndarray, size: int = 960) -> list[np.ndarray]:
+    return [samples[i : i + size] for i in range(0, len(samples) - size + 1, size)]
+
+
+def without_silent_frames(samples: np.ndarray, size: int = 960) -> np.ndarray:
+    """Drop the frames of digital silence a jitter buffer plays on underrun."""
+    kept = [frame for frame in frames_of(samples, size) if np.any(frame)]
+    return np.concatenate(kept) if kept else np.zeros(0, dtype=samples.dtype)
 
 
 async def open_stream(port: int, n: int = 1, *, path: str = MEDIA_PATH) -> TwilioStream:

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 from ..settings import ConfigError, Settings, load_settings
-from .server import MEDIA_PATH, Bridge, BridgeConfig, make_targets
-from .targets.discord import DiscordHub
 
 log = logging.getLogger("shetphone.bridge")
 
@@ -45,6 +43,11 @@ def check_record_dir(directory: Path) -> Path:
 
 
 async def serve(settings: Settings, record_dir: Path | None) -> int:
+    # Imported once the configuration is known to be good: numpy, discord.py and
+    # websockets take a while to load, and a mistake should be reported at once.
+    from .server import MEDIA_PATH, Bridge, BridgeConfig, make_targets
+    from .targets.discord import DiscordHub
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

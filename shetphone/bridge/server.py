@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ MAX_BAD_MESSAGES_IN_A_ROW = 100
 # Logging every bad message of a flood would flood the log instead.
 LOGGED_BAD_MESSAGES = 10
 DTMF_KEPT = 32
+# Audio for the caller that cannot be sent should wait in our bounded outbox,
+# where the oldest is dropped, not in kernel and library buffers that hold
+# seconds of stale audio: 16 KiB is about a second of media messages, plenty
+# for any real round trip at 12.5 kB/s.
+SEND_BUFFER_BYTES = 16 * 1024
+WRITE_LIMIT_BYTES = 8 * 1024
+# A peer that does not answer our close frame is not waited for long: shutdown
+# (SIGTERM) should be quick, and the sessions are already over by then.
+CLOSE_TIMEOUT = 2.0
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # the peer broke the protocol
@@ -131,6 +141,8 @@ class Bridge:
             max_size=MAX_MESSAGE_CHARS,
             max_queue=MAX_QUEUED_FRAMES,
             compression=None,  # 20 ms of audio per message: deflate costs more than it saves
+            write_limit=WRITE_LIMIT_BYTES,
+            close_timeout=CLOSE_TIMEOUT,
         )
         return self.server
 
@@ -140,15 +152,18 @@ class Bridge:
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Close every connection (going away) and end every session: recordings finalised."""
-        if self.server is not None:
-            self.server.close(close_connections=True)
-            await self.server.wait_closed()
+        """End every session (recordings finalised first), then close the connections (going away)."""
         for session in list(self.sessions.values()):
             await session.close()
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            await self.server.wait_closed()  # the handlers end any stream that started meanwhile
         self.sessions.clear()
 
     async def handle(self, websocket: ServerConnection) -> None:
+        sock = websocket.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         await _Stream(self, websocket).run()
 
 
@@ -164,6 +179,7 @@ class _Stream:
         self._sender: asyncio.Task[None] | None = None
         self._bad_in_a_row = 0
         self._bad_total = 0
+        self._close_code, self._close_reason = CLOSE_NORMAL, ""
         self._name = _peer(websocket)
 
     async def run(self) -> None:
@@ -207,8 +223,9 @@ class _Stream:
                 log.debug("%s: mark %r played", self._name, message.name)
                 return True
             case Stop():
+                # The session ends (recording finalised) before the websocket closes.
                 log.info("%s: stop", self._name)
-                await self.websocket.close(CLOSE_NORMAL, "stream stopped")
+                self._close_code, self._close_reason = CLOSE_NORMAL, "stream stopped"
                 return False
         return True
 
@@ -255,6 +272,7 @@ class _Stream:
             log.warning("%s: bad message skipped (%d so far): %s", self._name, self._bad_total, reason)
         if self._bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW:
             log.error("%s: %d bad messages in a row; ending the stream", self._name, self._bad_in_a_row)
+            self._close_code, self._close_reason = CLOSE_POLICY, "too many bad messages"
             return True
         return False
 
@@ -275,8 +293,7 @@ class _Stream:
             if self.bridge.sessions.get(session.stream_sid) is session:
                 del self.bridge.sessions[session.stream_sid]
             await session.close()
-        if self._bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW:
-            await self.websocket.close(CLOSE_POLICY, "too many bad messages")
+        await self.websocket.close(self._close_code, self._close_reason)
 
 
 def _peer(connection: ServerConnection) -> str:
