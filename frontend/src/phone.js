@@ -9,6 +9,7 @@ import { siteUrl } from './site.js'
 // rather than showing "connecting" for ever.
 export const REGISTRATION_TIMEOUT_MS = 12000
 const RETRY_DELAYS_MS = [2000, 5000, 10000, 30000, 60000]
+const UNREACHABLE = 'Twilio unreachable: no answer from Twilio’s servers. Check the network connection.'
 
 export class PhoneError extends Error {
   constructor(kind, message) {
@@ -174,8 +175,10 @@ export class Phone {
       this.setState('ready')
     })
     device.on('unregistered', () => {
-      // Unasked-for: the SDK lost its registration; try again.
-      if (this.device) this.scheduleRetry()
+      // Unasked-for: the SDK lost its registration; say so and register again.
+      if (this.device !== device) return
+      if (this.state === 'ready') this.setState('connecting')
+      this.scheduleRetry()
     })
     device.on('error', (error, call) => {
       if (call) return // a call's own error reaches its PhoneCall; the phone itself is fine
@@ -192,13 +195,16 @@ export class Phone {
     clearTimeout(this.registrationTimer)
     this.registrationTimer = setTimeout(() => {
       if (this.state !== 'ready') {
-        this.setState('error', 'Twilio unreachable: no answer from Twilio’s servers. Check the network connection.')
+        this.setState('error', UNREACHABLE)
         this.scheduleRetry()
       }
     }, REGISTRATION_TIMEOUT_MS)
+    // Registering already: the SDK keeps reconnecting by itself; asking again would only be refused.
+    if (this.device.state !== 'unregistered') return
     try {
       await this.device.register()
     } catch (error) {
+      if (error && error.name === 'InvalidStateError') return // the SDK got there first
       clearTimeout(this.registrationTimer)
       this.fail(error)
       this.scheduleRetry()
@@ -211,16 +217,36 @@ export class Phone {
     this.retries += 1
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null
-      this.register()
+      if (this.device) this.register()
     }, delay)
   }
 
-  retryNow() {
+  // The person's "Try again": a Device that is merely unregistered registers again;
+  // one stuck connecting is replaced by a new one, with a fresh token.
+  async retryNow() {
     clearTimeout(this.retryTimer)
     this.retryTimer = null
-    if (!this.device) return this.start()
-    this.setState('connecting')
-    return this.register()
+    this.retries = 0
+    if (this.device && this.device.state === 'unregistered') {
+      this.setState('connecting')
+      return this.register()
+    }
+    this.discardDevice()
+    return this.start()
+  }
+
+  discardDevice() {
+    const device = this.device
+    this.device = null
+    clearTimeout(this.registrationTimer)
+    if (!device) return
+    device.removeAllListeners()
+    if (device.audio && device.audio.removeAllListeners) device.audio.removeAllListeners('deviceChange')
+    try {
+      device.destroy()
+    } catch {
+      // already destroyed: nothing to release
+    }
   }
 
   async refreshToken() {

@@ -41,7 +41,11 @@ def test_a_failed_registration_is_said_then_retried_until_ready(open_dialer):
 def test_an_unexpected_unregistration_registers_again(open_dialer):
     page = open_dialer()
     start_phone(page)
-    page.evaluate("() => window.__fakeDevice.device.emit('unregistered')")
+    page.evaluate("""() => {
+        const device = window.__fakeDevice.device;
+        device.state = 'unregistered';
+        device.emit('unregistered');
+    }""")
     page.wait_for_function("() => window.__fakeDevice.entries('device.register').length === 2", timeout=10000)
     expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
 
