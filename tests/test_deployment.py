@@ -110,6 +110,32 @@ def sid(letter: str, n: int = 0) -> str:
     return "CA" + letter * 28 + f"{n:04d}"
 
 
+# --------------------------------------------------------------------------- without a cluster
+
+FORWARDED = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "phone.example.test", "X-Forwarded-Prefix": PREFIX}
+
+
+@pytest.mark.parametrize(("hops", "login_path"), [(1, f"{PREFIX}/login"), (0, "/login")])
+def test_forwarded_headers_count_only_with_proxy_hops(tmp_path, hops, login_path):
+    from conftest import make_team_files
+
+    from shetphone import create_app
+    from shetphone.settings import load_settings
+
+    files = make_team_files(tmp_path, extra=f"proxy_hops = {hops}")
+    app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
+    try:
+        client = app.test_client()
+        response = client.get("/", headers=FORWARDED)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith(login_path + "?next=")
+        page = client.get("/login", headers=FORWARDED).get_data(as_text=True)
+        assert f'action="{login_path}' in page
+    finally:
+        app.extensions["shetphone"].calllog.close()
+
+
 # --------------------------------------------------------------------------- shape
 
 
