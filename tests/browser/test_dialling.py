@@ -99,6 +99,18 @@ def test_the_keypad_enters_the_number_and_call_dials_it(open_dialer):
     assert connects(page) == [{"To": "+441595777900", "CallerId": "+441595000001"}]
 
 
+def test_holding_zero_on_the_keypad_gives_plus(open_dialer):
+    page = open_dialer(viewport=PHONE)
+    zero = page.get_by_role("button", name="0 +", exact=True)
+    zero.hover()
+    page.mouse.down()
+    expect(page.get_by_label("Phone number")).to_have_value("+")  # while still held
+    page.mouse.up()
+    for name in ["4 GHI", "4 GHI", "1", "5 JKL", "9 WXYZ", "5 JKL", "1", "2 ABC", "3 DEF", "4 GHI", "5 JKL", "6 MNO"]:
+        page.get_by_role("button", name=name, exact=True).click()
+    expect(page.get_by_label("Phone number")).to_have_value("+44 1595 123456")
+
+
 def test_call_before_start_starts_the_phone_then_dials(open_dialer):
     page = open_dialer()
     page.get_by_label("Phone number").fill("01595 123456")
