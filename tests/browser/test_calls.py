@@ -173,3 +173,17 @@ def test_session_ended_sends_the_page_to_the_login_page(open_dialer, server):
     assert response.status == 302
     expect(page).to_have_url(re.compile(r"/login(\?|$)"), timeout=15000)
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def test_a_new_voicemail_is_announced(open_dialer, server):
+    page = open_dialer()
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
+    call_sid = "CA" + "8" * 32
+    server.post_signed("/voice", {"CallSid": call_sid, "From": MUM, "To": TEAM_NUMBER})
+    recorded = server.post_signed("/voice/recording", {
+        "CallSid": call_sid, "RecordingSid": "RE" + "8" * 32, "RecordingStatus": "completed",
+        "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "8" * 32,
+        "RecordingDuration": "7",
+    })
+    assert recorded.status_code == 204
+    expect(page.get_by_role("alert")).to_have_text("New voicemail from Mum")

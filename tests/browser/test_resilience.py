@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -74,3 +76,15 @@ def test_a_lost_server_shows_reconnecting_then_reconnected(open_dialer, server):
     server.process = restarted.process
     expect(page.get_by_role("alert")).to_contain_text("Reconnected", timeout=20000)
     expect(shell).to_have_attribute("data-realtime", "reconnected")
+
+
+def test_a_socket_the_server_refuses_sends_the_page_to_the_login_page(open_dialer, server):
+    page = open_dialer()
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    # A new secret key: the page's session cookie no longer holds, so the reconnecting socket is refused.
+    server.files.environ["SHETPHONE_SECRET_KEY"] = "another-secret-key-for-this-test"
+    server.process = start_server(server.files, port=port).process
+    expect(page).to_have_url(re.compile(r"/login\?next="), timeout=20000)
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
