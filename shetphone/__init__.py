@@ -37,7 +37,7 @@ def create_app(
     if async_mode not in ASYNC_MODES:
         raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
     from . import realtime
-    from .extensions import csrf, limiter, login_manager
+    from .extensions import csrf, login_manager
     from .web import auth, dialer, security, voice
 
     settings = settings or load_settings(root)
@@ -59,10 +59,6 @@ def create_app(
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
-        RATELIMIT_STORAGE_URI=settings.message_queue or "memory://",
-        # While Redis is down each process counts failures itself, rather than refusing every login.
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=bool(settings.message_queue),
-        RATELIMIT_KEY_PREFIX="shetphone",
         JSON_SORT_KEYS=False,
     )
     if overrides:
@@ -76,7 +72,6 @@ def create_app(
     app.extensions["shetphone"] = team
 
     csrf.init_app(app)
-    limiter.init_app(app)
     login_manager.init_app(app)
     auth.init_login(app)
     realtime.init_app(app, async_mode=async_mode, message_queue=settings.message_queue)

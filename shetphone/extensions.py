@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import request
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
@@ -16,4 +15,3 @@ def client_address() -> str:
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=True)

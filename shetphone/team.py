@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .calllog import CallLog
 from .dialing import DialPolicy
 from .directory import Directory
+from .lockout import Lockout
 from .presets import Preset, parse_presets
 from .settings import Settings
 from .users import Users, parse_htpasswd
@@ -26,6 +27,7 @@ class Team:
     users: WatchedFile[Users]
     presets: WatchedFile[tuple[Preset, ...]]
     calllog: CallLog
+    lockout: Lockout
 
 
 def build_team(
@@ -41,4 +43,5 @@ def build_team(
         users=WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed),
         presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
         calllog=CallLog(settings.database_url, keep_days=settings.keep_days),
+        lockout=Lockout(settings.message_queue or "memory://"),
     )

@@ -13,11 +13,9 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from .. import current_team, realtime
-from ..extensions import client_address, limiter, login_manager
+from ..extensions import client_address, login_manager
 
 bp = Blueprint("auth", __name__)
-
-LOCKOUT = "5 per 15 minutes"  # failures, per user name and per address
 
 
 class User(UserMixin):
@@ -38,7 +36,6 @@ def init_login(app: Flask) -> None:
     login_manager.login_message = None
     login_manager.unauthorized_handler(_to_login_page)
     login_manager.session_protection = "basic"
-    app.errorhandler(429)(_locked_out)
 
 
 @login_manager.user_loader
@@ -65,18 +62,6 @@ def api_login_required(view):
     return wrapped
 
 
-def _login_failed(response) -> bool:
-    return response.status_code == 401
-
-
-def _username_key() -> str:
-    return "user:" + (request.form.get("username") or "").strip().lower()
-
-
-def _address_key() -> str:
-    return "address:" + client_address()
-
-
 def safe_next(target: str | None) -> str:
     """Only a path on this site: never another host, scheme, or a //host trick."""
     if not target:
@@ -91,31 +76,28 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOCKOUT, key_func=_username_key, methods=["POST"], deduct_when=_login_failed, scope="login-user")
-@limiter.limit(LOCKOUT, key_func=_address_key, methods=["POST"], deduct_when=_login_failed, scope="login-address")
 def login():
     form = LoginForm()
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(safe_next(request.args.get("next")))
         return render_template("login.html", form=form, error=None)
+    team = current_team()
     name = (form.username.data or "").strip()
-    if form.validate_on_submit() and current_team().users.current.verify(name, form.password.data or ""):
+    address = client_address()
+    wait = team.lockout.retry_after(name, address)
+    if wait is not None:
+        # Even the right password waits: otherwise the lockout only slows a guesser down.
+        message = "Too many failed attempts. Please wait a few minutes and try again."
+        return render_template("login.html", form=form, error=message, locked=True), 429, {"Retry-After": str(wait)}
+    if form.validate_on_submit() and team.users.current.verify(name, form.password.data or ""):
         next_url = safe_next(request.args.get("next") or request.form.get("next"))
         session.clear()  # a new session at login: nothing from before carries over
         login_user(User(name))
         session["login_id"] = secrets.token_urlsafe(16)
         return redirect(next_url)
+    team.lockout.record_failure(name, address)
     return render_template("login.html", form=form, error="Wrong user name or password."), 401
-
-
-def _locked_out(error):
-    retry_after = getattr(error, "retry_after", None)
-    form = LoginForm()
-    message = "Too many failed attempts. Please wait a few minutes and try again."
-    response = render_template("login.html", form=form, error=message, locked=True)
-    headers = {"Retry-After": str(retry_after)} if retry_after else {}
-    return response, 429, headers
 
 
 @bp.post("/logout")
