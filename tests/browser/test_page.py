@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 from playwright.sync_api import expect
 
-from browser.browser_helpers import PHONE, fake_log, screenshot, start_phone
+from browser.browser_helpers import MANIFEST, PHONE, ROOT, fake_log, screenshot, start_phone
+from shetphone.web.assets import ENTRIES, Manifest
 
 pytestmark = pytest.mark.browser
 
@@ -85,3 +88,12 @@ def test_tel_links_can_be_handed_to_the_page(open_dialer):
     page = open_dialer()
     page.get_by_role("button", name="Open tel: links here").click()
     expect(page.get_by_role("alert")).to_contain_text("tel:")
+
+
+def test_the_first_load_fits_the_budget_and_the_sdk_waits_for_start(built_frontend):
+    """The issue's budget: the dialer's initial JS and CSS at most 150 KB gzipped; the SDK is not in it."""
+    entry = Manifest(MANIFEST).entry(ENTRIES["dialer"], lambda file: file)
+    initial = [*entry.scripts, *entry.preloads, *entry.styles]
+    assert initial and not any("twilio" in file for file in initial)
+    gzipped = sum(len(gzip.compress((ROOT / "static" / "dist" / file).read_bytes(), 9)) for file in initial)
+    assert gzipped <= 150 * 1024, f"{gzipped:,} bytes gzipped"
