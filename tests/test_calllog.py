@@ -630,6 +630,14 @@ def test_calls_for_limit_and_order(log: CallLog, clock: FakeClock) -> None:
     assert [c["call_sid"] for c in log.calls_for([ALICE_NUMBER], None, limit=2)] == ["CAsame-b", "CAsame-a"]
     assert [c["call_sid"] for c in log.calls_for([], "alice", limit=2)] == ["CA4", "CA2"]
     assert log.calls_for([ALICE_NUMBER], "alice", limit=0) == []
+    # Placed by alice from a number she rings on: found by both walks, listed once.
+    clock.advance(seconds=1)
+    open_outbound(log, "CAboth", client="alice", number=ALICE_NUMBER, to="+441632960001")
+    assert [c["call_sid"] for c in log.calls_for([ALICE_NUMBER], "alice", limit=3)] == [
+        "CAboth",
+        "CAsame-b",
+        "CAsame-a",
+    ]
 
 
 def test_listing_100000_calls(log: CallLog) -> None:
