@@ -187,3 +187,18 @@ def test_a_new_voicemail_is_announced(open_dialer, server):
     })
     assert recorded.status_code == 204
     expect(page.get_by_role("alert")).to_have_text("New voicemail from Mum")
+
+
+def test_accepting_a_second_call_hangs_up_the_first_and_its_late_events_change_nothing(open_dialer):
+    page = open_dialer()
+    dial_mum(page)
+    page.evaluate("() => window.__fakeDevice.lastCall.answered('CA' + '9'.repeat(32))")
+    page.evaluate("() => window.__fakeDevice.incoming({From: '+12015550123'})")
+    expect(page.get_by_test_id("incoming-caller")).to_have_text("Dad")
+    page.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("status")).to_have_text("Connected to Dad")
+    assert fake_log(page, "call.disconnect") == [{"call": 0}]  # the first call, Mum's
+    # The real SDK reports the first call's end later, asynchronously: it must not end Dad's.
+    page.evaluate("() => window.__fakeDevice.calls[0].emit('disconnect', window.__fakeDevice.calls[0])")
+    expect(page.get_by_role("status")).to_have_text("Connected to Dad")
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
