@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-python bench lint frontend venv dev-venv system-packages config clean
+.PHONY: run test test-python bench lint frontend venv dev-venv system-packages build-packages config clean
 
 run: venv frontend config
 	$(PY) app.py --port $(PORT)
@@ -26,7 +26,7 @@ lint: dev-venv
 venv: $(VENV)/.installed
 dev-venv: $(VENV)/.dev-installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt | build-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
@@ -36,7 +36,10 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 system-packages:
-	scripts/system-packages.sh
+	scripts/system-packages.sh test
+
+build-packages:
+	scripts/system-packages.sh build
 
 frontend: static/dist/.vite/manifest.json
 
