@@ -8,10 +8,11 @@ import wave
 
 import discord
 import numpy as np
+import pytest
 
 from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME
 from shetphone.bridge.protocol import Start
-from shetphone.bridge.session import Outbox, Session
+from shetphone.bridge.session import PHASE_GAIN, SINK_LEAD, TICK, Outbox, Session
 from shetphone.bridge.targets.discord import (
     ChannelSource,
     DiscordHub,
@@ -362,3 +363,45 @@ def test_a_session_with_a_discord_target_feeds_the_channel_every_tick():
     reads = asyncio.run(scenario())
     assert all(len(r) == FRAME_BYTES for r in reads)
     assert sum(r != SILENCE_FRAME for r in reads) >= 8
+
+
+def test_a_standing_backlog_in_the_channel_source_is_trimmed_away():
+    source = ChannelSource()
+    source.add_call("a")
+    for value in range(3):  # the player started late: three frames wait
+        source.push("a", frame_of(value))
+    for value in range(3, 60):
+        source.push("a", frame_of(value))
+        newest = source.read()
+    assert newest == frame_of(59)  # nothing waits any more: the frame pushed is the frame read
+    assert source.trimmed == 3
+
+
+class ClockedSink(EchoTarget):
+    """A target whose sink reads every 20 ms at a fixed phase, like discord.py's player."""
+
+    def __init__(self, phase: float) -> None:
+        super().__init__()
+        self.phase = phase
+        self.now = 0.0
+
+    def next_read_at(self) -> float | None:
+        reads_so_far = (self.now - self.phase) // 0.02
+        return self.phase + (reads_so_far + 1) * 0.02
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.004, 0.013, 0.0199])
+def test_the_session_clock_locks_just_before_the_sinks_reads(phase):
+    sink = ClockedSink(phase)
+    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), sink, Outbox())
+    next_tick = 1000.0
+    for _ in range(60):  # the clock's own arithmetic, without waiting for real time
+        sink.now = next_tick
+        next_tick += TICK + session._phase_error(next_tick + TICK) * PHASE_GAIN
+    offset = (phase - next_tick) % TICK  # how long before a read the tick comes
+    assert abs(offset - SINK_LEAD) < 0.0002
+
+
+def test_without_a_clocked_sink_the_session_keeps_its_own_phase():
+    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), EchoTarget(), Outbox())
+    assert session._phase_error(123.456) == 0.0

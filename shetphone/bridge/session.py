@@ -34,6 +34,12 @@ OUTBOX_MAX_MESSAGES = 50
 # If the loop was stalled for longer than this, start the clock afresh instead of
 # firing every missed tick at once (which would only flood the buffers).
 MAX_CLOCK_LAG = 0.2  # seconds
+# A target with its own clock (discord.py's player reads every 20 ms) gets its
+# frame this long before it reads, and the session's clock moves a fifth of the
+# way towards that phase at each tick: fast enough to lock in a quarter of a
+# second, gentle enough that the player's own jitter does not shake it.
+SINK_LEAD = 0.003  # seconds
+PHASE_GAIN = 0.2
 
 
 class Outbox:
@@ -131,7 +137,15 @@ class Session:
             except Exception:
                 # One bad frame (a target's bug) must not stop the call's clock.
                 log.exception("stream %s: tick failed", self.stream_sid)
-            next_tick += TICK
+            next_tick += TICK + self._phase_error(next_tick + TICK) * PHASE_GAIN
+
+    def _phase_error(self, next_tick: float) -> float:
+        """How far (seconds, within +-10 ms) the next tick is from just before the sink's read."""
+        read_at = self.target.next_read_at()
+        if read_at is None:
+            return 0.0
+        error = (read_at - SINK_LEAD - next_tick) % TICK
+        return error - TICK if error > TICK / 2 else error
 
     async def close(self) -> None:
         """Stop the clock, finalise the recording, release the target; safe to call twice."""

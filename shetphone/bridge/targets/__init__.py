@@ -20,6 +20,14 @@ class Target(ABC):
     def play(self, frame: bytes) -> None:
         """One 20 ms frame of the caller: 3,840 bytes, 48 kHz 16-bit stereo."""
 
+    def next_read_at(self) -> float | None:
+        """When (``time.monotonic()``) the sink next takes a frame, if it runs its own clock.
+
+        The session then ticks just before that moment, so a frame does not wait
+        up to 20 ms between two clocks that are out of phase.
+        """
+        return None
+
     def returned(self) -> bytes | None:
         """One 20 ms frame (48 kHz stereo) for the caller, or None when the target is silent."""
         return None

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # at its own 20 ms pace, so one frame of prefill and a short bound are enough.
 FEED_PREFILL_FRAMES = 1
 FEED_MAX_FRAMES = 5
+# A frame that has waited through a whole read is latency nobody wants: when a
+# call's feed has held a spare frame for this many reads in a row (the player
+# started late, or stalled), the oldest is dropped so the feed is shallow again.
+BACKLOG_READS = 10
 KEEPER_INTERVAL = 1.0  # seconds between checks that a channel's connection is up
 RECONNECT_GRACE = 10.0  # seconds discord.py may spend reconnecting on its own before we start over
 CONNECT_TIMEOUT = 30.0
@@ -57,7 +61,10 @@ class ChannelSource(discord.AudioSource):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._feeds: dict[str, JitterBuffer] = {}
+        self._backlogged: dict[str, int] = {}
         self.reads = 0
+        self.trimmed = 0
+        self.last_read: float | None = None  # time.monotonic() of the latest read()
 
     def add_call(self, call_key: str) -> None:
         with self._lock:
@@ -69,6 +76,7 @@ class ChannelSource(discord.AudioSource):
     def remove_call(self, call_key: str) -> None:
         with self._lock:
             self._feeds.pop(call_key, None)
+            self._backlogged.pop(call_key, None)
 
     def push(self, call_key: str, frame: bytes) -> None:
         with self._lock:
@@ -78,9 +86,26 @@ class ChannelSource(discord.AudioSource):
 
     def read(self) -> bytes:
         with self._lock:
-            frames = [feed.pop() for feed in self._feeds.values()]
+            self.last_read = time.monotonic()
+            frames = [self._next_frame(key, feed) for key, feed in self._feeds.items()]
             self.reads += 1
         return mix(frames)
+
+    def _next_frame(self, call_key: str, feed: JitterBuffer) -> bytes:
+        backlogged = self._backlogged.get(call_key, 0) + 1 if len(feed) >= 2 else 0
+        if backlogged >= BACKLOG_READS:
+            feed.pop()  # the oldest, dropped
+            self.trimmed += 1
+            backlogged = 0
+        self._backlogged[call_key] = backlogged
+        return feed.pop()
+
+    def next_read_at(self) -> float | None:
+        """When the player will read next, judging by its last read (None if it is not reading)."""
+        last = self.last_read
+        if last is None or time.monotonic() - last > 0.1:
+            return None
+        return last + 0.02
 
     def is_opus(self) -> bool:
         return False
@@ -332,6 +357,9 @@ class DiscordTarget(Target):
     def play(self, frame: bytes) -> None:
         if self._source is not None:
             self._source.push(self.call_key, frame)
+
+    def next_read_at(self) -> float | None:
+        return self._source.next_read_at() if self._source is not None else None
 
     async def close(self) -> None:
         if self._source is None:
