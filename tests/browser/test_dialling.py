@@ -165,12 +165,15 @@ def test_the_preset_list_filters_and_follows_presets_changed(open_dialer, server
     page = open_dialer()
     presets = page.get_by_role("region", name="Presets")
     expect(presets.get_by_role("button")).to_have_count(2)
-    rows = ["Office,44,1595 000010", "Ferry terminal,44,1595 000011", "Doctor,44,1595 000012", "Vet,44,1595 000013"]
+    rows = ["Office,44,1595 000010", "Ferry terminal,44,1595 000011", "Doctor,44,1595 000012",
+            "Veterinary surgery and animal hospital (out of hours),44,1595 000013"]
     original = server.files.presets.read_text(encoding="utf-8")
     server.files.presets.write_text(original + "\n".join(rows) + "\n", encoding="utf-8")
     try:
         # The server notices the file, emits presets_changed, and the page fetches the list again.
         expect(presets.get_by_role("button")).to_have_count(6, timeout=15000)
+        page.set_viewport_size(PHONE)  # a long name is cut short, never widening the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.get_by_label("Filter presets").fill("ferry")
         expect(presets.get_by_role("button")).to_have_count(1)
         screenshot(page, "dialer-presets-filtered")
