@@ -174,6 +174,7 @@ def test_the_preset_list_filters_and_follows_presets_changed(open_dialer, server
         expect(presets.get_by_role("button")).to_have_count(6, timeout=15000)
         page.set_viewport_size(PHONE)  # a long name is cut short, never widening the page
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        screenshot(page, "dialer-presets")
         page.get_by_label("Filter presets").fill("ferry")
         expect(presets.get_by_role("button")).to_have_count(1)
         screenshot(page, "dialer-presets-filtered")
