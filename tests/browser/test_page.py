@@ -43,6 +43,7 @@ def test_keyboard_alone_starts_dials_mutes_and_hangs_up(open_dialer):
     assert outline == "solid"  # a visible focus ring
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
+    expect(page.get_by_label("Phone number")).to_be_focused()  # not lost with the Start button
     page.keyboard.type("01595123456")
     expect(page.get_by_label("Phone number")).to_have_value("01595 123456")
     page.keyboard.press("Enter")
