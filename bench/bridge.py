@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--background-calls", type=int, default=19, help="echo calls beside the measured one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # a late clock is reported in the figures, not as log lines
+    load_before = os.getloadavg()[0]
     scenarios = [
         {"name": "one call", **run_scenario(args.bursts, 0)},
         {"name": f"one call among {args.background_calls + 1}", **run_scenario(args.bursts, args.background_calls)},
@@ -289,7 +290,13 @@ def main() -> None:
         "jitter_prefill_frames": JITTER_PREFILL_FRAMES,
         "scenarios": scenarios,
         "within_target": all(s["to_discord_read"]["p99_ms"] <= TARGET_MS for s in scenarios),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # other work on the machine shows up as latency: say how busy it was
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = ROOT / "bench" / "results" / "bridge.json"

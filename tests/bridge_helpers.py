@@ -167,8 +167,11 @@ class TwilioStream:
             await self.media(payload)
 
 
-    async def play_echo_paced(self, samples: np.ndarray, lead: int = 5) -> list[dict[str, Any]]:
+    async def play_echo_paced(self, samples: np.ndarray, lead: int = 2) -> list[dict[str, Any]]:
         """Send 8 kHz samples to an echo stream, never more than `lead` frames ahead of the bridge.
+
+        Two frames is the jitter buffer's prefill: enough to keep it playing, and no
+        deeper queue for the bridge to trim as excess latency (which drops a frame).
 
         The echo of each frame the bridge's clock takes from its jitter buffer comes
         back at once, so counting the echoes that carry audio tells how far the
@@ -182,7 +185,10 @@ class TwilioStream:
         whole_frames = len(samples) // 160  # a partial last frame waits in the bridge's framer
         received: list[dict[str, Any]] = []
         sent = played = 0
-        while played < whole_frames:
+        silent_after_the_last = 0
+        # Done when every frame has come back, or (should the bridge have dropped
+        # one) when everything is sent and the echo has gone quiet.
+        while played < whole_frames and silent_after_the_last < lead + 10:
             while sent < len(payloads) and sent - played < lead:
                 await self.media(payloads[sent])
                 sent += 1
@@ -190,6 +196,8 @@ class TwilioStream:
             received.append(message)
             if carries_audio(message):
                 played += 1
+            elif sent == len(payloads):
+                silent_after_the_last += 1
         return received
 
 

@@ -405,3 +405,22 @@ def test_the_session_clock_locks_just_before_the_sinks_reads(phase):
 def test_without_a_clocked_sink_the_session_keeps_its_own_phase():
     session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), EchoTarget(), Outbox())
     assert session._phase_error(123.456) == 0.0
+
+
+def test_a_queue_deeper_than_the_prefill_is_trimmed_back_to_it():
+    """After a burst the caller's audio would lag for the rest of the call; the session catches up."""
+    from shetphone.bridge.audio import ulaw_encode
+
+    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), EchoTarget(), Outbox())
+    chunk = ulaw_encode((3000 * np.sin(np.arange(160))).astype(np.int16))
+    for _ in range(7):  # a burst: seven frames at once
+        session.receive_media(chunk)
+    depths = []
+    for _ in range(400):  # then one frame per tick, as the network delivers them
+        session.receive_media(chunk)
+        session.tick()
+        depths.append(len(session.jitter))
+    assert depths[0] == 7
+    assert depths[-1] <= session.jitter.prefill_frames
+    assert session.trimmed == 7 - session.jitter.prefill_frames + 1
+    assert session.jitter.underruns == 0

@@ -40,6 +40,12 @@ MAX_CLOCK_LAG = 0.2  # seconds
 # second, gentle enough that the player's own jitter does not shake it.
 SINK_LEAD = 0.003  # seconds
 PHASE_GAIN = 0.2
+# The prefill is the guard against late packets; a queue deeper than that is
+# latency left behind by a burst (the network or this loop catching up after a
+# stall), and with arrivals and ticks at the same rate it would never drain. When
+# the buffer has held more than the prefill at every tick for a second, the
+# oldest frame is dropped: 20 ms less latency for the rest of the call.
+SPARE_TICKS_BEFORE_TRIM = 50
 
 
 class Outbox:
@@ -95,6 +101,8 @@ class Session:
         self._closed = False
         self.media_messages = 0
         self.ticks = 0
+        self.trimmed = 0  # frames dropped to bring the latency back down
+        self._deep_ticks = 0
 
     async def open(self) -> None:
         await self.target.open()
@@ -109,6 +117,11 @@ class Session:
     def tick(self) -> None:
         """One 20 ms step: a frame to the recorder and the target, the target's answer back."""
         self.ticks += 1
+        self._deep_ticks = self._deep_ticks + 1 if len(self.jitter) > self.jitter.prefill_frames else 0
+        if self._deep_ticks >= SPARE_TICKS_BEFORE_TRIM:
+            self.jitter.pop()  # the oldest frame, dropped
+            self.trimmed += 1
+            self._deep_ticks = 0
         frame = self.jitter.pop()
         if self.recorder is not None:
             self.recorder.write(frame)
@@ -163,11 +176,13 @@ class Session:
         except Exception:
             log.exception("stream %s: closing target %s failed", self.stream_sid, type(self.target).__name__)
         log.info(
-            "stream %s (call %s) ended: %d media messages, %d ticks, %d frames dropped, %d underruns",
+            "stream %s (call %s) ended: %d media messages, %d ticks, %d frames dropped (%d to cut latency), "
+            "%d underruns",
             self.stream_sid,
             self.call_sid,
             self.media_messages,
             self.ticks,
-            self.jitter.dropped,
+            self.jitter.dropped + self.trimmed,
+            self.trimmed,
             self.jitter.underruns,
         )
