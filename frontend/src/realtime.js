@@ -20,6 +20,11 @@ export function connectRealtime(handlers) {
   })
   socket.on('disconnect', (reason) => {
     if (reason === 'io client disconnect') return
+    // The server closes a socket itself only when the session ended; it will not take it back.
+    if (reason === 'io server disconnect') {
+      goToLogin()
+      return
+    }
     lost = true
     handlers.connection('reconnecting')
   })
