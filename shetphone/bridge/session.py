@@ -35,10 +35,11 @@ OUTBOX_MAX_MESSAGES = 50
 # firing every missed tick at once (which would only flood the buffers).
 MAX_CLOCK_LAG = 0.2  # seconds
 # A target with its own clock (discord.py's player reads every 20 ms) gets its
-# frame this long before it reads, and the session's clock moves a fifth of the
-# way towards that phase at each tick: fast enough to lock in a quarter of a
-# second, gentle enough that the player's own jitter does not shake it.
-SINK_LEAD = 0.003  # seconds
+# frame this long before it reads (margin for threads that wake a few ms late
+# on a busy machine), and the session's clock moves a fifth of the way towards
+# that phase at each tick: fast enough to lock in a quarter of a second, gentle
+# enough that the player's own jitter does not shake it.
+SINK_LEAD = 0.006  # seconds
 PHASE_GAIN = 0.2
 # The prefill is the guard against late packets; a queue deeper than that is
 # latency left behind by a burst (the network or this loop catching up after a
