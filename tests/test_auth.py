@@ -69,7 +69,7 @@ def test_more_than_five_failures_for_one_user_lock_it_out(client):
     locked = login(client, "alice")  # even the right password, for now
     assert locked.status_code == 429
     assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
-    assert "Too many failed attempts" in locked.get_data(as_text=True)
+    assert "Too many failed attempts. Please try again in 15 minutes." in locked.get_data(as_text=True)
 
 
 def test_lockout_per_user_counts_across_addresses(app):

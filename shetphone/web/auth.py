@@ -88,7 +88,8 @@ def login():
     wait = team.lockout.retry_after(name, address)
     if wait is not None:
         # Even the right password waits: otherwise the lockout only slows a guesser down.
-        message = "Too many failed attempts. Please wait a few minutes and try again."
+        minutes = -(-wait // 60)
+        message = f"Too many failed attempts. Please try again in {minutes} minute{'s' if minutes != 1 else ''}."
         return render_template("login.html", form=form, error=message, locked=True), 429, {"Retry-After": str(wait)}
     if form.validate_on_submit() and team.users.current.verify(name, form.password.data or ""):
         next_url = safe_next(request.args.get("next") or request.form.get("next"))
