@@ -375,6 +375,17 @@ def _is_missed(direction: str, status: str, answered: bool) -> bool:
     return direction == "inbound" and not answered and status in TERMINAL_STATUSES
 
 
+def _insert_unless_present(dialect_name: str) -> sa.Insert | None:
+    """INSERT ... ON CONFLICT DO NOTHING where the dialect has it (SQLite, PostgreSQL), else None."""
+    if dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return None
+    return insert(calls).on_conflict_do_nothing(index_elements=[calls.c.call_sid])
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -386,6 +397,7 @@ class CallLog:
         self._clock = clock
         self.engine = create_engine(database_url)
         self._writer = self.engine.execution_options(shetphone_writes=True)
+        self._open_call_statement = _insert_unless_present(self.engine.dialect.name)
         self._migrate()
         _forget_connections_after_fork(self.engine)
 
@@ -434,6 +446,9 @@ class CallLog:
             "duration": 0,
         }
         with self._writer.begin() as conn:
+            if self._open_call_statement is not None:
+                conn.execute(self._open_call_statement, row)  # one statement: it is on /voice's path
+                return
             if conn.scalar(sa.select(calls.c.call_sid).where(calls.c.call_sid == call_sid)) is not None:
                 return
             try:

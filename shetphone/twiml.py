@@ -6,7 +6,8 @@ from ``public_url`` so they are right behind a proxy or under a path prefix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from functools import lru_cache
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -22,7 +23,8 @@ def outbound_dial(destination: str, caller_id: str, status_url: str) -> str:
     return str(response)
 
 
-def ring_group(clients: Iterable[str], timeout: int, action_url: str, status_url: str) -> str:
+@lru_cache(maxsize=256)  # the same few documents on every incoming call: build each once
+def ring_group(clients: tuple[str, ...], timeout: int, action_url: str, status_url: str) -> str:
     """An incoming call ringing every client at once; the first to answer takes it."""
     response = VoiceResponse()
     dial = response.dial(timeout=timeout, action=action_url, answer_on_bridge=True)

@@ -26,7 +26,7 @@ def test_outbound_dial():
 
 def test_ring_group_rings_every_client():
     action = "https://phone.example.test/voice/dial-complete"
-    root = parse(twiml.ring_group(["alice", "bob"], 25, action, STATUS))
+    root = parse(twiml.ring_group(("alice", "bob"), 25, action, STATUS))
     (dial,) = root
     assert dial.attrib == {"timeout": "25", "action": action, "answerOnBridge": "true"}
     assert [(c.tag, c.text) for c in dial] == [("Client", "alice"), ("Client", "bob")]

@@ -11,6 +11,7 @@ configuration travels as a JSON block, and Vite writes CSS to files.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from flask import Flask, request
 
@@ -28,6 +29,7 @@ PERMISSIONS_POLICY = "microphone=(self), camera=(), geolocation=()"
 PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
+@lru_cache(maxsize=64)  # one string per Host; built for every response otherwise
 def content_security_policy(host: str) -> str:
     # 'self' covers ws/wss of this origin in CSP 3; the explicit ones are for older browsers.
     # A Host header that is not a plain host[:port] gets no entry of its own (no header injection).
