@@ -115,9 +115,9 @@ class BridgeProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
-    def terminate(self) -> int:
+    def terminate(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
         return self.process.wait(20)
 
     def __enter__(self) -> BridgeProcess:
@@ -285,7 +285,8 @@ def test_a_whole_call_of_real_speech_is_recorded(tmp_path, speech):
     assert received and all(m["streamSid"] == stream_sid(1) for m in received)
 
 
-def test_sigterm_finalises_the_recordings_of_calls_in_progress_and_exits_0(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_finalises_the_recordings_of_calls_in_progress_and_exits_0(tmp_path, signum):
     record = tmp_path / "calls"
     bridge = BridgeProcess(tmp_path, "--record", str(record)).start()
     try:
@@ -303,7 +304,7 @@ def test_sigterm_finalises_the_recordings_of_calls_in_progress_and_exits_0(tmp_p
             await stream.play(tone(440, 0.5), head_start=HEAD_START_FRAMES)
             await wait_for(lambda: (record / f"{call_sid(7)}.wav.part").exists())
             await asyncio.sleep(0.3)
-            assert await asyncio.to_thread(bridge.terminate) == 0
+            assert await asyncio.to_thread(bridge.terminate, signum) == 0
             await asyncio.wait_for(reader, 10)
             assert stream.ws.close_code == 1001  # going away
 
