@@ -336,6 +336,32 @@ def test_twenty_calls_at_once_each_record_only_their_own_tone(tmp_path):
         assert crosstalk_db(window, frequency, others) < -60, f"call {n} ({frequency} Hz) hears another call"
 
 
+def test_a_bridge_whose_discord_is_unreachable_still_serves_and_stops_cleanly(tmp_path):
+    """Discord cannot be reached from here: echo must not care, a Discord call is still recorded."""
+    record = tmp_path / "calls"
+    bridge = BridgeProcess(tmp_path, "--record", str(record))
+    bridge.env["DISCORD_BOT_TOKEN"] = "x" * 59
+    bridge.start()
+    try:
+
+        async def calls() -> None:
+            discord_call = await open_stream(bridge.port, 21)
+            reader = asyncio.create_task(_drain(discord_call))
+            await discord_call.start("discord:123456789012345678", **{"from": "+441595123456"})
+            await discord_call.play(tone(444, 0.3), head_start=HEAD_START_FRAMES)
+            echoes = await play_call(bridge.port, 22, tone(639, 0.5))
+            assert {m["streamSid"] for m in echoes} == {stream_sid(22)}
+            assert discord_call.ws.close_code is None  # still up, waiting for Discord
+            assert await asyncio.to_thread(bridge.terminate) == 0
+            await asyncio.wait_for(reader, 10)
+
+        asyncio.run(calls())
+    finally:
+        bridge.__exit__()
+    assert "Traceback" not in bridge.stderr
+    assert (record / f"{call_sid(21)}.wav").exists() and (record / f"{call_sid(22)}.wav").exists()
+
+
 def test_bad_configuration_is_one_line_and_exit_2(tmp_path):
     broken = BridgeProcess(tmp_path, ini_extra="ring_timeout = soon")
     result = broken.run()

@@ -152,8 +152,10 @@ class DiscordHub:
         *,
         keeper_interval: float = KEEPER_INTERVAL,
         reconnect_grace: float = RECONNECT_GRACE,
+        client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.client = client
+        self._client_factory = client_factory
         self.text_channel_id = text_channel_id
         self.channels: dict[int, ChannelLink] = {}
         self._keeper_interval = keeper_interval
@@ -164,10 +166,13 @@ class DiscordHub:
     @classmethod
     def with_bot(cls, text_channel_id: int | None) -> DiscordHub:
         # Voice needs the guilds and voice_states intents, nothing privileged.
-        intents = discord.Intents.none()
-        intents.guilds = True
-        intents.voice_states = True
-        return cls(discord.Client(intents=intents), text_channel_id)
+        def new_client() -> discord.Client:
+            intents = discord.Intents.none()
+            intents.guilds = True
+            intents.voice_states = True
+            return discord.Client(intents=intents)
+
+        return cls(new_client(), text_channel_id, client_factory=new_client)
 
     # ----------------------------------------------------------------- the bot
 
@@ -187,7 +192,12 @@ class DiscordHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("Discord bot disconnected (%s); retrying in %.0f s", exc, backoff)
+                log.warning("Discord bot disconnected (%s); retrying in %.1f s", exc, backoff)
+                if self._client_factory is not None:
+                    # A discord.Client cannot start again once closed, and a failed
+                    # start leaves its HTTP session open: close it, make a new one.
+                    await self.client.close()
+                    self.client = self._client_factory()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -195,12 +205,16 @@ class DiscordHub:
         """Leave every channel and log the bot out."""
         for link in list(self.channels.values()):
             link.calls.clear()
-            link.wake.set()
+            if link.keeper is not None:
+                link.keeper.cancel()  # it may be waiting on Discord; it leaves the channel as it goes
         keepers = [link.keeper for link in self.channels.values() if link.keeper is not None]
         if keepers:
             await asyncio.wait(keepers, timeout=5)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+            # The last "call ended" notices, if Discord is there to take them.
+            _, late = await asyncio.wait(self._tasks, timeout=2)
+            for task in late:
+                task.cancel()
         if self._runner is not None:
             try:
                 await asyncio.wait_for(self.client.close(), timeout=5)
@@ -297,8 +311,16 @@ class DiscordHub:
 
         return after
 
-    async def _connect(self, channel_id: int) -> Any:
+    async def _ready_client(self) -> Any:
+        """The logged-in client; discord.py raises an unhelpful RuntimeError before login."""
+        is_ready = getattr(self.client, "is_ready", None)
+        if is_ready is not None and not is_ready():
+            raise ConnectionError("the bot is not logged in to Discord (yet)")
         await self.client.wait_until_ready()
+        return self.client
+
+    async def _connect(self, channel_id: int) -> Any:
+        await self._ready_client()
         channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
         if not hasattr(channel, "connect"):
             raise ValueError(f"channel {channel_id} is not a voice channel")
@@ -329,7 +351,7 @@ class DiscordHub:
 
     async def _send(self, text: str) -> None:
         try:
-            await asyncio.wait_for(self.client.wait_until_ready(), timeout=CONNECT_TIMEOUT)
+            await asyncio.wait_for(self._ready_client(), timeout=CONNECT_TIMEOUT)
             channel = self.client.get_channel(self.text_channel_id) or await self.client.fetch_channel(
                 self.text_channel_id
             )
