@@ -3,17 +3,17 @@
 import { config, library } from '@fortawesome/fontawesome-svg-core'
 import '@fortawesome/fontawesome-svg-core/styles.css'
 import {
-  faArrowRotateRight, faBell, faCircleCheck, faCircleExclamation, faDeleteLeft, faGear, faHeadset,
-  faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPhone, faPhoneSlash, faPhoneVolume, faPowerOff,
-  faSignal, faTriangleExclamation, faVolumeHigh, faWifi,
+  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faDeleteLeft,
+  faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPause, faPhone, faPhoneSlash,
+  faPhoneVolume, faPlay, faPowerOff, faSignal, faTriangleExclamation, faVoicemail, faVolumeHigh, faWifi,
 } from '@fortawesome/free-solid-svg-icons'
 import { FontAwesomeIcon } from '@fortawesome/vue-fontawesome'
 
 config.autoAddCss = false
 library.add(
-  faArrowRotateRight, faBell, faCircleCheck, faCircleExclamation, faDeleteLeft, faGear, faHeadset,
-  faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPhone, faPhoneSlash, faPhoneVolume, faPowerOff,
-  faSignal, faTriangleExclamation, faVolumeHigh, faWifi,
+  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faDeleteLeft,
+  faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPause, faPhone, faPhoneSlash,
+  faPhoneVolume, faPlay, faPowerOff, faSignal, faTriangleExclamation, faVoicemail, faVolumeHigh, faWifi,
 )
 
 export { FontAwesomeIcon }
