@@ -143,9 +143,12 @@ class Session:
             delay = next_tick - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -MAX_CLOCK_LAG:
-                log.warning("stream %s: clock %.0f ms late; restarting it", self.stream_sid, -delay * 1000)
-                next_tick = loop.time()
+            else:
+                if delay < -MAX_CLOCK_LAG:
+                    log.warning("stream %s: clock %.0f ms late; restarting it", self.stream_sid, -delay * 1000)
+                    next_tick = loop.time()
+                # Catching up: let the media that is waiting in other tasks in between ticks.
+                await asyncio.sleep(0)
             try:
                 self.tick()
             except Exception:
