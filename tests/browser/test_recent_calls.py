@@ -1,0 +1,297 @@
+"""The recent calls panel against the real server: live missed calls and their badge,
+voicemail played from a stand-in for Twilio's media host, redialling, directions and aliases.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+from playwright.sync_api import expect
+
+from browser.browser_helpers import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    fake_log,
+    make_team_files,
+    start_phone,
+    start_server,
+)
+from shetphone.calllog import CallLog
+
+pytestmark = pytest.mark.browser
+
+TEAM_NUMBER = "+441595000001"  # rings alice and bob
+CAROL_NUMBER = "+441595000004"  # rings carol only: her list holds only what a test puts there
+MUM = "+441595123456"
+DAD = "+12015550123"
+RECORDING_SID = "RE" + "c4" * 16
+
+
+class FakeTwilioMedia(BaseHTTPRequestHandler):
+    """Twilio's media host: real audio bytes for the account's Basic auth, labelled as Twilio labels MP3."""
+
+    audio = b""
+    expected_auth = ""
+    requests_seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_GET(self):
+        self.requests_seen.append((self.path, self.headers.get("Authorization", "")))
+        if self.headers.get("Authorization") != self.expected_auth:
+            self.send_response(401)
+            self.end_headers()
+            return
+        body, status, first, last = self.audio, 200, 0, len(self.audio) - 1
+        if self.headers.get("Range", "").startswith("bytes="):
+            start, _, end = self.headers["Range"][6:].partition("-")
+            first, last = int(start), min(int(end) if end else last, last)
+            body, status = self.audio[first : last + 1], 206
+        self.send_response(status)
+        self.send_header("Content-Type", "audio/mpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(self.audio)}")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def spoken_message(tmp_path) -> bytes:
+    """Three seconds of real audio (espeak-ng's voice), the kind of bytes a voicemail holds."""
+    wav = tmp_path / "voicemail.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "Hello, this is a test message. Please call me back soon."],
+                   check=True, capture_output=True)
+    return wav.read_bytes()
+
+
+def seed_older_calls(database: str) -> None:
+    """Calls from yesterday and last week, written before the server starts, so dates show as dates."""
+    now = datetime.now(UTC)
+    # Yesterday at noon by this machine's clock, which the browser shares: "Yesterday" at any hour of the run.
+    yesterday_noon = (datetime.now().astimezone() - timedelta(days=1)).replace(hour=12, minute=0, second=0)
+    log = CallLog(database)
+    log.import_calls([
+        {"call_sid": "CA" + "a1" * 16, "direction": "inbound", "number": TEAM_NUMBER, "from": DAD,
+         "to": TEAM_NUMBER, "started_at": yesterday_noon, "status": "completed",
+         "answered": True, "duration": 754},
+        {"call_sid": "CA" + "a2" * 16, "direction": "outbound", "number": TEAM_NUMBER, "from": TEAM_NUMBER,
+         "to": "+447700900555", "client": "alice", "started_at": now - timedelta(days=6), "status": "busy"},
+    ])
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def media_host():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTwilioMedia)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, media_host):
+    """This module's server (it replaces conftest's): its Twilio media host is the fake above."""
+    root = tmp_path_factory.mktemp("team")
+    files = make_team_files(root, extra=f"twilio_media_base = {media_host}")
+    account, token = files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"]
+    FakeTwilioMedia.expected_auth = "Basic " + base64.b64encode(f"{account}:{token}".encode()).decode()
+    FakeTwilioMedia.audio = spoken_message(root)
+    seed_older_calls(f"sqlite:///{root / 'shetphone.sqlite3'}")
+    live = start_server(files)
+    yield live
+    live.stop()
+
+
+def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str) -> None:
+    """An incoming call nobody answers, as Twilio reports it: /voice, the ringing leg, then the <Dial>'s outcome."""
+    inbound = {"CallSid": root_sid, "From": caller, "To": number}
+    assert "<Dial" in server.post_signed("/voice", inbound).text
+    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller, "To": f"client:{client}"}
+    for sequence, status in enumerate(["ringing", "no-answer"]):
+        answer = server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence)})
+        assert answer.status_code == 204
+    outcome = server.post_signed("/voice/dial-complete", {**inbound, "DialCallStatus": "no-answer"})
+    assert "<Record" in outcome.text
+
+
+def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: int, caller_id: str = "") -> None:
+    """A call that was answered and lasted ``seconds``: outgoing when ``caller`` is a browser client."""
+    voice = {"CallSid": root_sid, "From": caller, "To": called, **({"CallerId": caller_id} if caller_id else {})}
+    assert "<Dial" in server.post_signed("/voice", voice).text
+    dialled = called if caller_id else "client:alice"  # outgoing: the number; incoming: a browser
+    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller_id or caller, "To": dialled}
+    for sequence, status in enumerate(["ringing", "in-progress", "completed"]):
+        server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence),
+                                             "CallDuration": str(seconds)})
+
+
+def panel_of(page):
+    return page.locator("section.recent-calls")
+
+
+def row_of(page, call_sid: str):
+    return page.locator(f'li.log-row[data-call-sid="{call_sid}"]')
+
+
+def shoot_panel(page, name: str) -> None:
+    """The panel alone, at phone and at desktop size, under test-output/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
+        page.set_viewport_size(size)
+        panel_of(page).screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"))
+
+
+def test_a_missed_call_appears_live_with_a_badge_that_clears_once_seen(open_dialer, server):
+    page = open_dialer(name="carol", viewport=PHONE)  # on a phone the panel starts below the fold
+    panel = panel_of(page)
+    expect(panel).to_contain_text("No calls yet")
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
+    assert not panel.is_visible() or panel.bounding_box()["y"] > PHONE["height"]
+
+    missed = "CA" + "d1" * 16
+    ring_unanswered(server, missed, "+447700900123", CAROL_NUMBER, "carol")
+
+    row = row_of(page, missed)
+    expect(row.get_by_test_id("call-kind")).to_have_attribute("data-kind", "missed")
+    expect(row).to_contain_text("Missed")
+    expect(row.get_by_test_id("call-who")).to_have_text("+44 7700 900123")
+    expect(row.get_by_role("button")).to_have_accessible_name(re.compile(r"^Call back \+44 7700 900123 — missed call"))
+    badge = page.get_by_test_id("missed-badge")
+    expect(badge).to_have_text("1 new missed")
+    expect(page).to_have_title("(1) Shetphone")
+    page.mouse.move(180, 200)  # active on the page, but the list is still out of sight: not seen
+    expect(badge).to_have_text("1 new missed")
+
+    panel.scroll_into_view_if_needed()  # the person scrolls down to the list
+    expect(badge).to_have_count(0)
+    expect(page).to_have_title("Shetphone")
+    expect(row).not_to_have_class(re.compile(r"\bunseen\b"))
+
+    page.reload()  # what was seen stays seen
+    expect(row_of(page, missed)).to_be_visible()
+    expect(page.get_by_test_id("missed-badge")).to_have_count(0)
+    expect(page).to_have_title("Shetphone")
+
+    # A second one while the page is open: the badge comes back; "Mark seen" clears it by keyboard too.
+    second = "CA" + "d2" * 16
+    page.evaluate("() => window.scrollTo(0, 0)")
+    ring_unanswered(server, second, MUM, CAROL_NUMBER, "carol")
+    expect(row_of(page, second).get_by_test_id("call-who")).to_have_text("Mum")
+    expect(page.get_by_test_id("missed-badge")).to_have_text("1 new missed")
+    mark_seen = page.get_by_role("button", name="Mark seen")
+    mark_seen.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("missed-badge")).to_have_count(0)
+
+
+def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, server):
+    page = open_dialer()
+    expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
+    root = "CA" + "e1" * 16
+    ring_unanswered(server, root, "+447700900999", TEAM_NUMBER, "alice")
+    recorded = server.post_signed("/voice/recording", {
+        "CallSid": root, "RecordingSid": RECORDING_SID, "RecordingStatus": "completed", "RecordingDuration": "3",
+        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/{RECORDING_SID}"})
+    assert recorded.status_code == 204
+
+    row = row_of(page, root)
+    play = row.get_by_role("button", name="Play the voicemail from +44 7700 900999")
+    expect(play).to_be_visible()
+    audio = row.get_by_test_id("voicemail-audio")
+    expect(audio).to_have_attribute("src", f"/voicemail/{RECORDING_SID}")
+    FakeTwilioMedia.requests_seen.clear()
+    play.click()
+
+    # It really plays: the browser decoded the bytes and the clock moves.
+    page.wait_for_function("(sid) => { const audio = document.querySelector(`li[data-call-sid='${sid}'] audio`);"
+                           " return audio.played.length > 0 && audio.currentTime > 0.2 }", arg=root)
+    state = audio.evaluate("(e) => ({played: e.played.length, time: e.currentTime, ready: e.readyState, "
+                           "error: e.error && e.error.code})")
+    assert state["played"] > 0 and state["time"] > 0.2 and state["ready"] >= 2 and state["error"] is None
+    expect(row.get_by_role("button", name="Pause the voicemail from +44 7700 900999")).to_be_visible()
+    account = server.files.environ["TWILIO_ACCOUNT_SID"]
+    assert (f"/2010-04-01/Accounts/{account}/Recordings/{RECORDING_SID}.mp3", FakeTwilioMedia.expected_auth) \
+        in FakeTwilioMedia.requests_seen
+    shoot_panel(page, "recent-calls-voicemail-playing")
+    row.get_by_role("button", name="Pause the voicemail from +44 7700 900999").click()
+    expect(row.get_by_role("button", name="Play the voicemail from +44 7700 900999")).to_be_visible()
+
+
+def test_clicking_an_outgoing_call_calls_the_number_again(open_dialer, server):
+    page = open_dialer()
+    start_phone(page)
+    root = "CA" + "f1" * 16
+    answered_call(server, root, caller="client:alice", called=DAD, seconds=65, caller_id="+15005550006")
+    row = row_of(page, root)
+    expect(row.get_by_test_id("call-kind")).to_have_attribute("data-kind", "outbound")
+    expect(row.locator(".log-duration")).to_have_text("1:05")
+    row.get_by_role("button", name=re.compile(r"^Call Dad again — outgoing call")).click()
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    assert fake_log(page, "device.connect")[-1]["params"]["To"] == DAD
+    expect(page.get_by_role("status")).to_have_text("Calling Dad…")
+
+
+def test_directions_and_aliases_and_enter_calls_back(open_dialer, server):
+    page = open_dialer()
+    start_phone(page)
+    incoming, outgoing = "CA" + "b1" * 16, "CA" + "b2" * 16
+    answered_call(server, incoming, caller=MUM, called=TEAM_NUMBER, seconds=42)
+    answered_call(server, outgoing, caller="client:alice", called="+441595765432", seconds=3725,
+                  caller_id=TEAM_NUMBER)
+
+    mum = row_of(page, incoming)
+    expect(mum.get_by_test_id("call-kind")).to_have_attribute("data-kind", "inbound")
+    expect(mum.get_by_test_id("call-kind")).to_have_text("Incoming call")
+    expect(mum.get_by_test_id("call-who")).to_have_text("Mum")  # the preset's alias ...
+    expect(mum.locator(".log-number")).to_have_text("+44 1595 123456")  # ... with its number beside
+    expect(mum.locator(".log-duration")).to_have_text("0:42")
+    expect(mum.locator("time")).to_have_text("Just now")
+    expect(mum.locator("time")).to_have_attribute("title", re.compile(r"\d{4}"))  # the full date on hover
+
+    stranger = row_of(page, outgoing)
+    expect(stranger.get_by_test_id("call-kind")).to_have_text("Outgoing call")
+    expect(stranger.get_by_test_id("call-who")).to_have_text("+44 1595 765432")
+    expect(stranger.locator(".log-number")).to_have_count(0)
+    expect(stranger.locator(".log-duration")).to_have_text("1:02:05")
+
+    # The calls from before the server started: dates, not "ago".
+    yesterday = row_of(page, "CA" + "a1" * 16)
+    expect(yesterday.locator("time")).to_have_text(re.compile(r"^Yesterday "))
+    expect(yesterday.get_by_test_id("call-who")).to_have_text("Dad")
+    expect(row_of(page, "CA" + "a2" * 16)).to_contain_text("Busy")
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
+    shoot_panel(page, "recent-calls")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    mum.get_by_role("button").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    assert fake_log(page, "device.connect")[-1]["params"]["To"] == MUM
+
+
+def test_a_failed_refresh_says_so_and_try_again_recovers(open_dialer, server):
+    page = open_dialer(name="bob")
+    panel = panel_of(page)
+    expect(panel.locator(".log-row").first).to_be_visible()
+    page.route("**/calls?*", lambda route: route.fulfill(status=502, body="{}"))
+    root = "CA" + "f7" * 16
+    ring_unanswered(server, root, DAD, TEAM_NUMBER, "bob")
+    expect(panel).to_contain_text("Could not refresh the list; it may be out of date.")
+    expect(row_of(page, root)).to_have_count(0)
+    page.unroute("**/calls?*")
+    panel.get_by_role("button", name="Try again").click()
+    expect(row_of(page, root).get_by_test_id("call-who")).to_have_text("Dad")
+    expect(panel).not_to_contain_text("Could not refresh")
