@@ -224,8 +224,10 @@ def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, serv
     assert (f"/2010-04-01/Accounts/{account}/Recordings/{RECORDING_SID}.mp3", FakeTwilioMedia.expected_auth) \
         in FakeTwilioMedia.requests_seen
     shoot_panel(page, "recent-calls-voicemail-playing")
-    row.get_by_role("button", name="Pause the voicemail from +44 7700 900999").click()
+    row.get_by_role("button", name="Pause the voicemail from +44 7700 900999").focus()
+    page.keyboard.press("Enter")  # the player works from the keyboard
     expect(row.get_by_role("button", name="Play the voicemail from +44 7700 900999")).to_be_visible()
+    assert audio.evaluate("(element) => element.paused") is True
 
 
 def test_clicking_an_outgoing_call_calls_the_number_again(open_dialer, server):
@@ -295,3 +297,22 @@ def test_a_failed_refresh_says_so_and_try_again_recovers(open_dialer, server):
     panel.get_by_role("button", name="Try again").click()
     expect(row_of(page, root).get_by_test_id("call-who")).to_have_text("Dad")
     expect(panel).not_to_contain_text("Could not refresh")
+
+
+def test_calls_missed_while_the_connection_was_down_are_listed_on_reconnect(open_dialer, server):
+    """No event comes for a call that ended while the page was disconnected: reconnecting refetches the list."""
+    page = open_dialer(name="carol")
+    shell = page.locator(".shell")
+    expect(shell).to_have_attribute("data-realtime", "connected")
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    expect(page.get_by_role("alert")).to_contain_text("Reconnecting")
+    while_away = "CA" + "9a" * 16
+    log = CallLog(f"sqlite:///{server.files.root / 'shetphone.sqlite3'}")
+    log.import_calls([{"call_sid": while_away, "direction": "inbound", "number": CAROL_NUMBER, "from": DAD,
+                       "to": CAROL_NUMBER, "started_at": datetime.now(UTC), "status": "no-answer"}])
+    log.close()
+    server.process = start_server(server.files, port=port).process  # same secret key: the session holds
+    expect(shell).to_have_attribute("data-realtime", "reconnected", timeout=20000)
+    expect(row_of(page, while_away).get_by_test_id("call-kind")).to_have_attribute("data-kind", "missed")
+    expect(row_of(page, while_away)).to_have_class(re.compile(r"\bunseen\b"))  # counted in the badge
