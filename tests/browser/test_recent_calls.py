@@ -21,6 +21,7 @@ from browser.browser_helpers import (
     SCREENSHOTS,
     fake_log,
     make_team_files,
+    screenshot,
     start_phone,
     start_server,
 )
@@ -193,6 +194,11 @@ def test_a_missed_call_appears_live_with_a_badge_that_clears_once_seen(open_dial
     mark_seen.focus()
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("missed-badge")).to_have_count(0)
+
+    # Another browser has seen nothing yet: both are new there (a picture of the badge).
+    elsewhere = open_dialer(name="carol", viewport=PHONE)
+    expect(elsewhere.get_by_test_id("missed-badge")).to_have_text("2 new missed")
+    screenshot(elsewhere, "recent-calls-missed")
 
 
 def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, server):
