@@ -255,3 +255,14 @@ def live_login(server: LiveServer, name: str, password: str | None = None) -> re
     )
     assert response.status_code == 302, response.text
     return session
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an asyncio loop running in the main thread for as
+    long as its session-wide browser lives; any test after it that calls
+    asyncio.run() (the bridge's) would fail with "cannot be called from a running
+    event loop".
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
