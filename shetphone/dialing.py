@@ -33,7 +33,6 @@ class DialPolicy:
 class OutboundCall:
     destination: str  # E.164
     caller_id: str  # E.164, one of the client's own numbers
-    region: str | None
 
 
 def region_of(e164: str) -> str | None:
@@ -89,4 +88,4 @@ def plan_outbound_call(
         caller_id = requested_caller_id
     else:
         caller_id = choose_caller_id(region, caller_ids)
-    return OutboundCall(destination=destination, caller_id=caller_id, region=region)
+    return OutboundCall(destination=destination, caller_id=caller_id)

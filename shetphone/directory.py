@@ -24,11 +24,6 @@ class Directory:
             memberships.setdefault(client, set()).update(caller_ids)
         self._memberships = {client: frozenset(numbers) for client, numbers in memberships.items()}
 
-    @property
-    def team_numbers(self) -> frozenset[str]:
-        """Every Twilio number the configuration knows, in either section."""
-        return frozenset(self._numbers) | frozenset(n for ids in self._clients.values() for n in ids)
-
     def target_for(self, number: str) -> NumberTarget | None:
         """Where an incoming call to ``number`` goes, or None when it is not ours."""
         return self._numbers.get(number)

@@ -59,10 +59,3 @@ def parse_presets(text: str, path: Path) -> tuple[Preset, ...]:
     if not header_seen:
         raise ConfigError(path, "header", f"is missing; the first line must be {','.join(HEADER)}", 1)
     return tuple(presets)
-
-
-def alias_for(presets: tuple[Preset, ...], e164: str) -> str | None:
-    for preset in presets:
-        if preset.e164 == e164:
-            return preset.alias
-    return None

@@ -129,11 +129,6 @@ class Settings:
         return urlsplit(self.public_url).netloc
 
     @property
-    def public_path(self) -> str:
-        """The path prefix of ``public_url`` ("" at the root of the host)."""
-        return urlsplit(self.public_url).path.rstrip("/")
-
-    @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
 

@@ -45,8 +45,3 @@ def test_caller_ids_keep_their_order():
     assert directory.caller_ids_for("alice") == ("+441595000001", "+15005550006")
     assert directory.caller_ids_for("bob") == ()
 
-
-def test_team_numbers_cover_both_sections():
-    assert make_directory().team_numbers == {
-        "+441595000001", "+441595000002", "+441595000004", "+15005550006", "+441595000009"
-    }

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import current_team, realtime, twiml
 from ..dialing import DialRefused, plan_outbound_call
+from .dialer import url_for_voicemail
 from .signature import twilio_signed
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def recording():
                 "call_sid": stored["call_sid"],
                 "number": stored["number"],
                 "from": stored["from"],
-                "recording_url": url_for("dialer.voicemail_audio", recording_sid=stored["recording_sid"]),
+                "recording_url": url_for_voicemail(stored["recording_sid"]),
                 "duration": stored["duration"],
             }
         )
