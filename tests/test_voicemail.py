@@ -6,13 +6,9 @@ checks the account's credentials and serves bytes, with Range support.
 
 from __future__ import annotations
 
-import base64
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
-
 import pytest
 from conftest import login, make_team_files
+from twilio_media_host import TwilioMediaHost
 
 from shetphone import create_app
 from shetphone.settings import load_settings
@@ -22,53 +18,17 @@ ROOT_SID = "CA" + "9" * 32
 RECORDING_SID = "RE" + "ab" * 16
 
 
-class FakeTwilioMedia(BaseHTTPRequestHandler):
-    expected_auth = ""
-    requests_seen: ClassVar[list[tuple[str, str, str | None]]] = []
-
-    def do_GET(self):
-        self.requests_seen.append((self.path, self.headers.get("Authorization", ""), self.headers.get("Range")))
-        if self.headers.get("Authorization") != self.expected_auth:
-            self.send_response(401)
-            self.end_headers()
-            return
-        if not self.path.endswith(f"/Recordings/{RECORDING_SID}.mp3"):
-            self.send_response(404)
-            self.end_headers()
-            return
-        body, status = AUDIO, 200
-        if self.headers.get("Range", "").startswith("bytes="):
-            start, _, end = self.headers["Range"][6:].partition("-")
-            first, last = int(start), int(end) if end else len(AUDIO) - 1
-            body, status = AUDIO[first : last + 1], 206
-        self.send_response(status)
-        self.send_header("Content-Type", "audio/mpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {first}-{last}/{len(AUDIO)}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def media_host():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTwilioMedia)
-    FakeTwilioMedia.requests_seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    host = TwilioMediaHost(AUDIO)
+    yield host
+    host.stop()
 
 
 @pytest.fixture
 def team(tmp_path, media_host):
-    files = make_team_files(tmp_path, extra=f"twilio_media_base = {media_host}")
-    account, token = files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"]
-    FakeTwilioMedia.expected_auth = "Basic " + base64.b64encode(f"{account}:{token}".encode()).decode()
+    files = make_team_files(tmp_path, extra=f"twilio_media_base = {media_host.url}")
+    media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
     app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
     yield files, app
     app.extensions["shetphone"].calllog.close()
@@ -121,7 +81,7 @@ def test_an_unanswered_call_becomes_a_voicemail_event_and_a_listed_missed_call(t
     assert "twilio.com" not in client.get("/calls").get_data(as_text=True)
 
 
-def test_our_route_streams_twilios_audio_with_the_accounts_credentials(team):
+def test_our_route_streams_twilios_audio_with_the_accounts_credentials(team, media_host):
     files, app = team
     leave_voicemail(files, app.test_client())
     client = app.test_client()
@@ -130,9 +90,9 @@ def test_our_route_streams_twilios_audio_with_the_accounts_credentials(team):
     assert response.status_code == 200
     assert response.mimetype == "audio/mpeg"
     assert response.data == AUDIO
-    path, auth, _ = FakeTwilioMedia.requests_seen[-1]
+    path, auth, _ = media_host.requests_seen[-1]
     assert path == f"/2010-04-01/Accounts/{files.environ['TWILIO_ACCOUNT_SID']}/Recordings/{RECORDING_SID}.mp3"
-    assert auth == FakeTwilioMedia.expected_auth
+    assert auth == media_host.expected_auth
     assert files.environ["TWILIO_AUTH_TOKEN"].encode() not in b"".join(
         f"{k}: {v}".encode() for k, v in response.headers.items())
 
@@ -148,14 +108,14 @@ def test_seeking_passes_range_through(team):
     assert response.headers["Content-Range"] == f"bytes 100-199/{len(AUDIO)}"
 
 
-def test_someone_elses_voicemail_is_not_found(team):
+def test_someone_elses_voicemail_is_not_found(team, media_host):
     files, app = team
     leave_voicemail(files, app.test_client())
     client = app.test_client()
     login(client, "carol")
     assert client.get(f"/voicemail/{RECORDING_SID}").status_code == 404
     assert client.get("/voicemail/not-a-sid").status_code == 404
-    assert FakeTwilioMedia.requests_seen == []  # nothing fetched for someone not entitled
+    assert media_host.requests_seen == []  # nothing fetched for someone not entitled
 
 
 def test_logged_out_is_401(team):

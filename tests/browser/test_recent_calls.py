@@ -4,16 +4,13 @@ voicemail played from a stand-in for Twilio's media host, redialling, directions
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 from playwright.sync_api import expect
+from twilio_media_host import TwilioMediaHost
 
 from browser.browser_helpers import (
     DESKTOP,
@@ -34,37 +31,6 @@ CAROL_NUMBER = "+441595000004"  # rings carol only: her list holds only what a t
 MUM = "+441595123456"
 DAD = "+12015550123"
 RECORDING_SID = "RE" + "c4" * 16
-
-
-class FakeTwilioMedia(BaseHTTPRequestHandler):
-    """Twilio's media host: real audio bytes for the account's Basic auth, labelled as Twilio labels MP3."""
-
-    audio = b""
-    expected_auth = ""
-    requests_seen: ClassVar[list[tuple[str, str]]] = []
-
-    def do_GET(self):
-        self.requests_seen.append((self.path, self.headers.get("Authorization", "")))
-        if self.headers.get("Authorization") != self.expected_auth:
-            self.send_response(401)
-            self.end_headers()
-            return
-        body, status, first, last = self.audio, 200, 0, len(self.audio) - 1
-        if self.headers.get("Range", "").startswith("bytes="):
-            start, _, end = self.headers["Range"][6:].partition("-")
-            first, last = int(start), min(int(end) if end else last, last)
-            body, status = self.audio[first : last + 1], 206
-        self.send_response(status)
-        self.send_header("Content-Type", "audio/mpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {first}-{last}/{len(self.audio)}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def spoken_message(tmp_path) -> bytes:
@@ -93,21 +59,18 @@ def seed_older_calls(database: str) -> None:
 
 @pytest.fixture(scope="module")
 def media_host():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTwilioMedia)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    host = TwilioMediaHost(b"")
+    yield host
+    host.stop()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, media_host):
     """This module's server (it replaces conftest's): its Twilio media host is the fake above."""
     root = tmp_path_factory.mktemp("team")
-    files = make_team_files(root, extra=f"twilio_media_base = {media_host}")
-    account, token = files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"]
-    FakeTwilioMedia.expected_auth = "Basic " + base64.b64encode(f"{account}:{token}".encode()).decode()
-    FakeTwilioMedia.audio = spoken_message(root)
+    files = make_team_files(root, extra=f"twilio_media_base = {media_host.url}")
+    media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
+    media_host.audio = spoken_message(root)
     seed_older_calls(f"sqlite:///{root / 'shetphone.sqlite3'}")
     live = start_server(files)
     yield live
@@ -201,7 +164,7 @@ def test_a_missed_call_appears_live_with_a_badge_that_clears_once_seen(open_dial
     screenshot(elsewhere, "recent-calls-missed")
 
 
-def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, server):
+def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, server, media_host):
     page = open_dialer()
     expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")
     root = "CA" + "e1" * 16
@@ -216,7 +179,7 @@ def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, serv
     expect(play).to_be_visible()
     audio = row.get_by_test_id("voicemail-audio")
     expect(audio).to_have_attribute("src", f"/voicemail/{RECORDING_SID}")
-    FakeTwilioMedia.requests_seen.clear()
+    media_host.requests_seen.clear()
     play.click()
 
     # It really plays: the browser decoded the bytes and the clock moves.
@@ -227,8 +190,8 @@ def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, serv
     assert state["played"] > 0 and state["time"] > 0.2 and state["ready"] >= 2 and state["error"] is None
     expect(row.get_by_role("button", name="Pause the voicemail from +44 7700 900999")).to_be_visible()
     account = server.files.environ["TWILIO_ACCOUNT_SID"]
-    assert (f"/2010-04-01/Accounts/{account}/Recordings/{RECORDING_SID}.mp3", FakeTwilioMedia.expected_auth) \
-        in FakeTwilioMedia.requests_seen
+    assert (f"/2010-04-01/Accounts/{account}/Recordings/{RECORDING_SID}.mp3", media_host.expected_auth) \
+        in [(path, auth) for path, auth, _ in media_host.requests_seen]
     shoot_panel(page, "recent-calls-voicemail-playing")
     row.get_by_role("button", name="Pause the voicemail from +44 7700 900999").focus()
     page.keyboard.press("Enter")  # the player works from the keyboard
