@@ -409,6 +409,8 @@ def render_site(site: NginxSite) -> str:
     prefixed = prefix_form(example)
     prefixed = prefixed.replace("/srv/shetphone/static/dist/assets/", f"{site.static_root}/assets/")
     prefixed = replace_once(prefixed, "proxy_pass http://shetphone_app/;", "proxy_pass http://shetphone_prefixed/;")
+    prefixed = replace_once(prefixed, "proxy_pass http://shetphone_app/login;",
+                            "proxy_pass http://shetphone_prefixed/login;")
     return main + f"""
 upstream shetphone_prefixed {{
     server unix:{site.prefix_socket};

@@ -268,6 +268,42 @@ def test_the_lockout_counts_failures_made_on_both_instances_by_the_real_address(
         redis.close()
 
 
+def test_nginx_caps_login_posts_per_address_and_never_counts_the_login_page(cluster):
+    """A flood of login posts from one address is stopped by nginx (429) after its burst.
+
+    The flood comes from 127.0.0.2 (all of 127/8 is loopback), so the other tests'
+    address keeps its allowance; nginx keys the limit by the connection's address.
+    """
+    from requests.adapters import HTTPAdapter
+
+    class FromAddress(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = ("127.0.0.2", 0)
+            super().init_poolmanager(*args, **kwargs)
+
+    session = cluster.session()
+    session.mount("https://", FromAddress())
+    pages = [session.get(cluster.url + "/login", timeout=30).status_code for _ in range(25)]
+    assert pages == [200] * 25  # the form itself is never limited
+    token = csrf_token_from(session.get(cluster.url + "/login", timeout=30).text)
+    answers = []  # (status, who answered: the app's upstream address, or "" for nginx itself)
+    for _ in range(30):
+        response = session.post(cluster.url + "/login", allow_redirects=False, timeout=30,
+                                headers={"Referer": cluster.url + "/login"},
+                                data={"username": "flooder", "password": "wrong", "csrf_token": token})
+        answers.append((response.status_code, response.headers.get(UPSTREAM_HEADER, "")))
+    by_app = [status for status, upstream in answers if upstream]
+    by_nginx = [status for status, upstream in answers if not upstream]
+    # The app's lockout speaks first (5 failures, then 429); nginx stops the flood after its burst.
+    assert by_app[:6] == [401] * 5 + [429], answers
+    assert by_nginx and set(by_nginx) == {429}, answers
+    assert 21 <= len(by_app) < 30, answers  # one, plus a burst of 20 (and what refilled), reach the app
+    redis = cluster.redis.client()
+    for key in redis.scan_iter("*shetphone*"):
+        redis.delete(key)
+    redis.close()
+
+
 def test_media_streams_upgrade_reaches_the_bridge_through_nginx(cluster):
     from bridge_helpers import TwilioStream, sign, tone
     from websockets.asyncio.client import connect
