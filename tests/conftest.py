@@ -106,6 +106,13 @@ class TeamFiles:
         self.htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in passwords.items()), encoding="utf-8")
 
 
+def settled(watched):
+    """A watched file's value once its edit has settled: a change is taken at the second of two checks."""
+    watched.refresh()
+    watched.refresh()
+    return watched.current
+
+
 def make_team_files(root: Path, extra: str = "", public_url: str = PUBLIC_URL) -> TeamFiles:
     files = TeamFiles(root=root)
     files.environ = {

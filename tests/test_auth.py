@@ -1,7 +1,7 @@
 """Login, logout, CSRF, lockout and sessions through the Flask test client."""
 
 import pytest
-from conftest import PASSWORDS, csrf_token_from, login
+from conftest import PASSWORDS, csrf_token_from, login, settled
 
 
 def test_the_dialer_needs_a_login(client):
@@ -130,6 +130,6 @@ def test_a_removed_user_loses_access_at_the_next_request(client, team_files, app
     login(client, "bob")
     assert client.get("/presets").status_code == 200
     team_files.write_users({n: p for n, p in PASSWORDS.items() if n != "bob"})
-    app.extensions["shetphone"].users.refresh()
+    settled(app.extensions["shetphone"].users)
     assert client.get("/presets").status_code == 401
     assert client.get("/").status_code == 302

@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PASSWORDS, PUBLIC_URL, login
+from conftest import PASSWORDS, PUBLIC_URL, login, settled
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
@@ -60,7 +60,7 @@ def test_outbound_refusals_say_why_and_never_dial(twilio_post, to, extra, reason
 def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app):
     team_files.write_users({n: p for n, p in PASSWORDS.items() if n != "alice"})
     with app.app_context():
-        app.extensions["shetphone"].users.refresh()
+        settled(app.extensions["shetphone"].users)
     root = twiml_of(twilio_post("/voice", {**ALICE_CALL, "To": "+441595123456"}))
     assert "can no longer make calls" in said(root)
 
