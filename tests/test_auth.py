@@ -133,3 +133,16 @@ def test_a_removed_user_loses_access_at_the_next_request(client, team_files, app
     settled(app.extensions["shetphone"].users)
     assert client.get("/presets").status_code == 401
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("password", ["x" * 73, "é" * 40, "y" * 1000, "y" * 5000])
+def test_a_password_of_any_length_is_a_counted_401(client, password):
+    for _ in range(5):
+        response = login(client, "alice", password)
+        assert response.status_code == 401
+        assert "Wrong user name or password." in response.get_data(as_text=True)
+    assert login(client, "alice").status_code == 429  # the five counted like any failure
+
+
+def test_an_unknown_user_with_a_long_password_is_a_401_too(client):
+    assert login(client, "mallory", "z" * 100).status_code == 401
