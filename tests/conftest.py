@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -182,6 +184,48 @@ def twilio_post(client, team_files: TeamFiles) -> Callable:
         return client.post(path, data=params, headers={"X-Twilio-Signature": sig})
 
     return post
+
+
+@dataclass
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung Redis)."""
+
+    port: int
+    accepted: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    server = SilentServer(port=listener.getsockname()[1])
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            server.accepted.append(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+    listener.close()
+    for connection in server.accepted:
+        connection.close()
+
+
+@pytest.fixture
+def refusing_url() -> str:
+    """A redis:// URL whose port refuses connections (nothing listens there)."""
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 # ------------------------------------------------------------------------ live server

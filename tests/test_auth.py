@@ -1,7 +1,11 @@
 """Login, logout, CSRF, lockout and sessions through the Flask test client."""
 
+import threading
+
 import pytest
 from conftest import PASSWORDS, csrf_token_from, login, settled
+
+from shetphone.lockout import Lockout
 
 
 def test_the_dialer_needs_a_login(client):
@@ -146,3 +150,19 @@ def test_a_password_of_any_length_is_a_counted_401(client, password):
 
 def test_an_unknown_user_with_a_long_password_is_a_401_too(client):
     assert login(client, "mallory", "z" * 100).status_code == 401
+
+
+def test_logins_go_on_while_redis_never_answers_and_still_lock(app, client, silent_server):
+    app.extensions["shetphone"].lockout = Lockout(silent_server.url)
+    statuses = []
+
+    def attempts() -> None:
+        statuses.extend(login(client, "alice", "wrong").status_code for _ in range(5))
+        statuses.append(login(client, "alice").status_code)
+
+    worker = threading.Thread(target=attempts, daemon=True)
+    worker.start()
+    worker.join(timeout=10)  # a guard, not a measurement: without timeouts this waits for ever
+    assert not worker.is_alive(), "a login hung on a Redis that never answers"
+    assert statuses == [401] * 5 + [429]  # counted in this process meanwhile
+    assert len(silent_server.accepted) == 1  # one timeout, then Redis is left alone for a while
