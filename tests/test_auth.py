@@ -1,5 +1,6 @@
 """Login, logout, CSRF, lockout and sessions through the Flask test client."""
 
+import logging
 import threading
 
 import pytest
@@ -150,6 +151,32 @@ def test_a_password_of_any_length_is_a_counted_401(client, password):
 
 def test_an_unknown_user_with_a_long_password_is_a_401_too(client):
     assert login(client, "mallory", "z" * 100).status_code == 401
+
+
+def test_a_forwarded_request_without_a_trusted_proxy_is_logged_once(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
+        client.get("/login")
+        assert caplog.text == ""  # no proxy, nothing to say
+        for _ in range(3):
+            client.get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
+            client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.51"})
+    assert caplog.text.count("X-Forwarded-For") == 1
+    assert "proxy_hops = 0" in caplog.text and "set proxy_hops = 1 behind nginx" in caplog.text
+
+
+def test_a_trusted_proxy_is_not_logged(team_files, caplog):
+    from shetphone import create_app
+    from shetphone.settings import load_settings
+
+    team_files.write_ini(extra="proxy_hops = 1\n")
+    app = create_app(load_settings(team_files.root, team_files.environ), async_mode="threading",
+                     overrides={"TESTING": True})
+    try:
+        with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
+            app.test_client().get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
+        assert "X-Forwarded-For" not in caplog.text
+    finally:
+        app.extensions["shetphone"].calllog.close()
 
 
 def test_logins_go_on_while_redis_never_answers_and_still_lock(app, client, silent_server):
