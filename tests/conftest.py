@@ -150,6 +150,26 @@ def app(settings):
 
 
 @pytest.fixture
+def app_with(team_files: TeamFiles) -> Iterator[Callable]:
+    """Build an app of ``team_files`` with more ini lines, or another async mode: ``app_with("voicemail = no")``."""
+    from shetphone import create_app
+    from shetphone.settings import load_settings
+
+    built = []
+
+    def build(extra: str = "", async_mode: str = "threading"):
+        team_files.write_ini(extra=extra + "\n")
+        app = create_app(load_settings(team_files.root, team_files.environ), async_mode=async_mode,
+                         overrides={"TESTING": True})
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.extensions["shetphone"].calllog.close()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

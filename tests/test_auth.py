@@ -164,19 +164,11 @@ def test_a_forwarded_request_without_a_trusted_proxy_is_logged_once(client, capl
     assert "proxy_hops = 0" in caplog.text and "set proxy_hops = 1 behind nginx" in caplog.text
 
 
-def test_a_trusted_proxy_is_not_logged(team_files, caplog):
-    from shetphone import create_app
-    from shetphone.settings import load_settings
-
-    team_files.write_ini(extra="proxy_hops = 1\n")
-    app = create_app(load_settings(team_files.root, team_files.environ), async_mode="threading",
-                     overrides={"TESTING": True})
-    try:
-        with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
-            app.test_client().get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
-        assert "X-Forwarded-For" not in caplog.text
-    finally:
-        app.extensions["shetphone"].calllog.close()
+def test_a_trusted_proxy_is_not_logged(app_with, caplog):
+    app = app_with("proxy_hops = 1")
+    with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
+        app.test_client().get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
+    assert "X-Forwarded-For" not in caplog.text
 
 
 def test_logins_go_on_while_redis_never_answers_and_still_lock(app, client, silent_server):

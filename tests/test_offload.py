@@ -8,7 +8,7 @@ import warnings
 
 import gevent
 import pytest
-from conftest import PASSWORDS, login
+from conftest import login
 from passlib.hash import bcrypt
 
 from shetphone import offload
@@ -102,20 +102,12 @@ def test_a_flood_of_checks_takes_no_more_threads_than_the_pool_has():
     assert 1 < most[0] <= pool.maxsize
 
 
-def test_the_login_route_checks_off_the_loop(team_files, production_hash):
-    from shetphone import create_app
-    from shetphone.settings import load_settings
-
-    team_files.htpasswd.write_text(f"alice:{production_hash}\nbob:{bcrypt.using(rounds=4).hash(PASSWORDS['bob'])}\n")
-    app = create_app(load_settings(team_files.root, team_files.environ), async_mode="gevent",
-                     overrides={"TESTING": True})
+def test_the_login_route_checks_off_the_loop(team_files, app_with, production_hash):
+    team_files.htpasswd.write_text(f"alice:{production_hash}\n")
+    client = app_with(async_mode="gevent").test_client()
+    ticker = Ticker(gevent.spawn, gevent.sleep)
     try:
-        client = app.test_client()
-        ticker = Ticker(gevent.spawn, gevent.sleep)
-        try:
-            assert ticker.ran_during(login, client, "alice", PASSWORD).status_code == 302
-            assert True in ticker.seen
-        finally:
-            ticker.stop()
+        assert ticker.ran_during(login, client, "alice", PASSWORD).status_code == 302
+        assert True in ticker.seen
     finally:
-        app.extensions["shetphone"].calllog.close()
+        ticker.stop()
