@@ -123,3 +123,11 @@ def test_redis_is_tried_again_later_and_what_was_counted_meanwhile_still_counts(
         assert not any(b"alice" in key for key in stored)
     finally:
         redis_server.stop()
+
+
+def test_a_unix_socket_message_queue_is_a_lockout_storage_too(tmp_path):
+    # settings accepts message_queue = unix:///path (redis-py's scheme); limits names it redis+unix
+    lockout = Lockout(f"unix://{tmp_path}/no-redis-here.sock")
+    for _ in range(5):
+        lockout.record_failure("alice", "192.0.2.1")
+    assert lockout.retry_after("alice", "192.0.2.1") is not None
