@@ -73,7 +73,7 @@ def create_app(
 
     csrf.init_app(app)
     login_manager.init_app(app)
-    auth.init_login(app)
+    auth.init_login(app, async_mode)
     realtime.init_app(app, async_mode=async_mode, message_queue=settings.message_queue)
     if settings.proxy_hops:
         # Behind nginx: the client's address (the lockout counts by it), scheme, host and

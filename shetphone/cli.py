@@ -49,7 +49,7 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Confi
         path = current_settings().htpasswd_path
         try:
             removed = remove_user(path, name)
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:
             fail(exc)
         if not removed:
             fail(f"no user {name} in {path}")

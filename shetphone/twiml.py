@@ -50,22 +50,24 @@ def refusal(reason: str) -> str:
     return str(response)
 
 
-def voicemail(greeting: str, greeting_url: str | None, recording_url: str, action_url: str | None = None) -> str:
-    """The greeting (spoken, or an audio file), a beep and a recording of at most two minutes."""
+def voicemail(greeting: str, greeting_url: str | None, recording_url: str, action_url: str) -> str:
+    """The greeting (spoken, or an audio file), a beep and a recording of at most two minutes.
+
+    ``action_url`` is where Twilio goes once the recording ends; without it Twilio would
+    fetch the current document's URL again (the <Dial>'s action) and start over.
+    """
     response = VoiceResponse()
     if greeting_url:
         response.play(greeting_url)
     else:
         response.say(greeting)
-    record_options = {
-        "max_length": VOICEMAIL_MAX_SECONDS,
-        "play_beep": True,
-        "recording_status_callback": recording_url,
-        "recording_status_callback_event": "completed",
-    }
-    if action_url:
-        record_options["action"] = action_url
-    response.record(**record_options)
+    response.record(
+        action=action_url,
+        max_length=VOICEMAIL_MAX_SECONDS,
+        play_beep=True,
+        recording_status_callback=recording_url,
+        recording_status_callback_event="completed",
+    )
     response.hangup()
     return str(response)
 

@@ -1,7 +1,9 @@
 """The ``.htpasswd`` user store, verified and written through libpass's HtpasswdFile.
 
 Only bcrypt, apr1-md5 and SHA1 entries are accepted: a plaintext (or DES crypt)
-line is a configuration error naming its line, never a silent way in.
+line is a configuration error naming its line, never a silent way in. A file with
+no users at all is malformed too: a half-written or emptied file must not log the
+whole team out.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ ACCEPTED = (
     (re.compile(r"^\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}$"), "apr1-md5"),
     (re.compile(r"^\{SHA\}[A-Za-z0-9+/]{27}=$"), "SHA1"),
 )
+# bcrypt reads at most 72 bytes (bcrypt 5 raises beyond), and no scheme here takes a NUL:
+# such a password never matches any entry, whatever its scheme.
+MAX_PASSWORD_BYTES = 72
 _dummy_hash: str | None = None
+
+
+def checkable(password: str) -> bool:
+    """Whether ``password`` can be checked against an entry at all (at most 72 bytes, no NUL)."""
+    return "\0" not in password and len(password.encode("utf-8", "surrogatepass")) <= MAX_PASSWORD_BYTES
 
 
 def _waste_time_like_a_check(password: str) -> None:
@@ -49,13 +59,27 @@ class Users:
         return sorted(self._entries)
 
     def verify(self, name: str, password: str) -> bool:
-        if name not in self._entries:
-            _waste_time_like_a_check(password)
+        """True when ``password`` is ``name``'s; never raises, whatever the password (slow: bcrypt)."""
+        if not checkable(password):
+            return False  # refused for every name alike, so this tells nobody which names exist
+        try:
+            if name not in self._entries:
+                _waste_time_like_a_check(password)
+                return False
+            return bool(self._file.check_password(name, password))
+        except ValueError:  # passlib's PasswordValueError, size and encoding errors: a wrong password, not a 500
             return False
-        return bool(self._file.check_password(name, password))
 
 
 def parse_htpasswd(text: str, path: Path) -> Users:
+    """The users of a file the server runs on: one user at least, or :class:`ConfigError`."""
+    users = _parse_entries(text, path)
+    if not users.names():
+        raise ConfigError(path, "", "has no users; add one with `flask --app app users add NAME`")
+    return users
+
+
+def _parse_entries(text: str, path: Path) -> Users:
     entries: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -78,12 +102,12 @@ def parse_htpasswd(text: str, path: Path) -> Users:
 
 
 def load_users(path: Path) -> Users:
-    """Read the user file strictly (for the admin commands)."""
+    """Read the user file strictly, for the admin commands (which may start from no file or no users)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         text = ""
-    return parse_htpasswd(text, path)
+    return _parse_entries(text, path)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -104,6 +128,8 @@ def set_password(path: Path, name: str, password: str) -> bool:
     """Add or update ``name`` with a bcrypt hash; True when the user is new."""
     if not CLIENT_NAME.match(name):
         raise ValueError(f"{name!r} is not a valid user name (letters, digits, _ . @ -)")
+    if not checkable(password):
+        raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes, without NUL characters")
     load_users(path)  # refuse to rewrite a file that is already broken
     file = HtpasswdFile(str(path), default_scheme="bcrypt", new=not path.exists())
     is_new = name not in file.users()
@@ -113,10 +139,13 @@ def set_password(path: Path, name: str, password: str) -> bool:
 
 
 def remove_user(path: Path, name: str) -> bool:
-    """Remove ``name``; False when there was no such user."""
-    load_users(path)
-    if not path.exists():
+    """Remove ``name``; False when there was no such user. ValueError when ``name`` is the last one."""
+    users = load_users(path)
+    if name not in users:
         return False
+    if users.names() == [name]:
+        # A file with no users is malformed: the server would keep the old one and say so.
+        raise ValueError(f"{name} is the last user in {path}; add another one first")
     file = HtpasswdFile(str(path))
     if not file.delete(name):
         return False

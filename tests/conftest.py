@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -106,6 +108,13 @@ class TeamFiles:
         self.htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in passwords.items()), encoding="utf-8")
 
 
+def settled(watched):
+    """A watched file's value once its edit has settled: a change is taken at the second of two checks."""
+    watched.refresh()
+    watched.refresh()
+    return watched.current
+
+
 def make_team_files(root: Path, extra: str = "", public_url: str = PUBLIC_URL) -> TeamFiles:
     files = TeamFiles(root=root)
     files.environ = {
@@ -138,6 +147,26 @@ def app(settings):
     app = create_app(settings, async_mode="threading", overrides={"TESTING": True})
     yield app
     app.extensions["shetphone"].calllog.close()
+
+
+@pytest.fixture
+def app_with(team_files: TeamFiles) -> Iterator[Callable]:
+    """Build an app of ``team_files`` with more ini lines, or another async mode: ``app_with("voicemail = no")``."""
+    from shetphone import create_app
+    from shetphone.settings import load_settings
+
+    built = []
+
+    def build(extra: str = "", async_mode: str = "threading"):
+        team_files.write_ini(extra=extra + "\n")
+        app = create_app(load_settings(team_files.root, team_files.environ), async_mode=async_mode,
+                         overrides={"TESTING": True})
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.extensions["shetphone"].calllog.close()
 
 
 @pytest.fixture
@@ -175,6 +204,48 @@ def twilio_post(client, team_files: TeamFiles) -> Callable:
         return client.post(path, data=params, headers={"X-Twilio-Signature": sig})
 
     return post
+
+
+@dataclass
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung Redis)."""
+
+    port: int
+    accepted: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    server = SilentServer(port=listener.getsockname()[1])
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            server.accepted.append(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+    listener.close()
+    for connection in server.accepted:
+        connection.close()
+
+
+@pytest.fixture
+def refusing_url() -> str:
+    """A redis:// URL whose port refuses connections (nothing listens there)."""
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 # ------------------------------------------------------------------------ live server

@@ -16,12 +16,17 @@ from shetphone.settings import load_settings
 from shetphone.users import load_users
 
 
-def test_bad_configuration_stops_the_start_with_one_line(team_files):
-    team_files.ini.write_text(team_files.ini.read_text().replace("+441595000004 = carol", "+4415 = carol"))
-    result = subprocess.run(
+def start_and_fail(team_files) -> subprocess.CompletedProcess:
+    """`python app.py` on a configuration that should stop it before it serves."""
+    return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "--port", "1"],
         cwd=ROOT, env={"PATH": "/usr/bin:/bin", **team_files.environ}, capture_output=True, text=True, timeout=60,
     )
+
+
+def test_bad_configuration_stops_the_start_with_one_line(team_files):
+    team_files.ini.write_text(team_files.ini.read_text().replace("+441595000004 = carol", "+4415 = carol"))
+    result = start_and_fail(team_files)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -31,13 +36,19 @@ def test_bad_configuration_stops_the_start_with_one_line(team_files):
 
 def test_a_malformed_presets_file_stops_the_start(team_files):
     team_files.presets.write_text("alias,country code,number\nMum,44\n")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--port", "1"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", **team_files.environ}, capture_output=True, text=True, timeout=60,
-    )
+    result = start_and_fail(team_files)
     assert result.returncode == 2
     expected = f"shetphone: {team_files.presets}:2: row: has 2 fields; expected alias,country code,number"
     assert result.stderr.strip() == expected
+
+
+def test_an_htpasswd_with_no_users_stops_the_start_with_one_line(team_files):
+    team_files.htpasswd.write_text("# nobody yet\n")
+    result = start_and_fail(team_files)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"shetphone: {team_files.htpasswd}: has no users; add one with `flask --app app users add NAME`"
+    )
 
 
 @pytest.mark.parametrize("async_mode", ["eventlet"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from conftest import login
@@ -58,6 +59,29 @@ def test_a_rebuild_is_picked_up_without_a_restart(app, client, tmp_path):
     rebuilt = {**MANIFEST, "src/login.js": {"file": "assets/login-000000.js", "isEntry": True}}
     path.write_text(json.dumps(rebuilt), encoding="utf-8")
     assert "login-000000.js" in client.get("/login").get_data(as_text=True)
+
+
+def test_a_manifest_cut_short_by_a_rebuild_keeps_the_last_good_one(app, client, tmp_path, caplog):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(MANIFEST), encoding="utf-8")
+    use_manifest(app, path)
+    assert "login-789.js" in client.get("/login").get_data(as_text=True)
+    path.write_text(json.dumps(MANIFEST)[:40], encoding="utf-8")  # Vite is still writing it
+    with caplog.at_level(logging.ERROR):
+        page = client.get("/login").get_data(as_text=True)
+    assert "login-789.js" in page  # the last good build's files, not "not built"
+    assert f"{path}: is not valid JSON" in caplog.text
+    path.write_text(json.dumps(MANIFEST).replace("login-789", "login-790"), encoding="utf-8")
+    assert "login-790.js" in client.get("/login").get_data(as_text=True)
+
+
+def test_a_build_removed_says_not_built_again(app, client, tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(MANIFEST), encoding="utf-8")
+    use_manifest(app, path)
+    assert "login-789.js" in client.get("/login").get_data(as_text=True)
+    path.unlink()  # make clean
+    assert str(escape(NOT_BUILT)) in client.get("/login").get_data(as_text=True)
 
 
 def test_without_a_build_the_pages_say_so_instead_of_failing(app, client, tmp_path):

@@ -1,7 +1,12 @@
 """Login, logout, CSRF, lockout and sessions through the Flask test client."""
 
+import logging
+import threading
+
 import pytest
-from conftest import PASSWORDS, csrf_token_from, login
+from conftest import PASSWORDS, csrf_token_from, login, settled
+
+from shetphone.lockout import Lockout
 
 
 def test_the_dialer_needs_a_login(client):
@@ -130,6 +135,53 @@ def test_a_removed_user_loses_access_at_the_next_request(client, team_files, app
     login(client, "bob")
     assert client.get("/presets").status_code == 200
     team_files.write_users({n: p for n, p in PASSWORDS.items() if n != "bob"})
-    app.extensions["shetphone"].users.refresh()
+    settled(app.extensions["shetphone"].users)
     assert client.get("/presets").status_code == 401
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("password", ["x" * 73, "é" * 40, "y" * 1000, "y" * 5000])
+def test_a_password_of_any_length_is_a_counted_401(client, password):
+    for _ in range(5):
+        response = login(client, "alice", password)
+        assert response.status_code == 401
+        assert "Wrong user name or password." in response.get_data(as_text=True)
+    assert login(client, "alice").status_code == 429  # the five counted like any failure
+
+
+def test_an_unknown_user_with_a_long_password_is_a_401_too(client):
+    assert login(client, "mallory", "z" * 100).status_code == 401
+
+
+def test_a_forwarded_request_without_a_trusted_proxy_is_logged_once(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
+        client.get("/login")
+        assert caplog.text == ""  # no proxy, nothing to say
+        for _ in range(3):
+            client.get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
+            client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.51"})
+    assert caplog.text.count("X-Forwarded-For") == 1
+    assert "proxy_hops = 0" in caplog.text and "set proxy_hops = 1 behind nginx" in caplog.text
+
+
+def test_a_trusted_proxy_is_not_logged(app_with, caplog):
+    app = app_with("proxy_hops = 1")
+    with caplog.at_level(logging.WARNING, logger="shetphone.web.auth"):
+        app.test_client().get("/login", headers={"X-Forwarded-For": "203.0.113.50"})
+    assert "X-Forwarded-For" not in caplog.text
+
+
+def test_logins_go_on_while_redis_never_answers_and_still_lock(app, client, silent_server):
+    app.extensions["shetphone"].lockout = Lockout(silent_server.url)
+    statuses = []
+
+    def attempts() -> None:
+        statuses.extend(login(client, "alice", "wrong").status_code for _ in range(5))
+        statuses.append(login(client, "alice").status_code)
+
+    worker = threading.Thread(target=attempts, daemon=True)
+    worker.start()
+    worker.join(timeout=10)  # a guard, not a measurement: without timeouts this waits for ever
+    assert not worker.is_alive(), "a login hung on a Redis that never answers"
+    assert statuses == [401] * 5 + [429]  # counted in this process meanwhile
+    assert len(silent_server.accepted) == 1  # one timeout, then Redis is left alone for a while

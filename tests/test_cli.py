@@ -76,3 +76,12 @@ def test_check_config_names_missing_twilio_variables(team_files):
     result = flask(team_files, "check-config")
     assert result.returncode == 0
     assert "set TWILIO_API_SECRET" in result.stdout
+
+
+def test_users_remove_refuses_the_last_user(team_files):
+    for name in ("alice", "bob"):
+        assert flask(team_files, "users", "remove", name).returncode == 0
+    last = flask(team_files, "users", "remove", "carol")
+    assert last.returncode == 1
+    assert last.stderr.strip() == f"Error: carol is the last user in {team_files.htpasswd}; add another one first"
+    assert load_users(team_files.htpasswd).names() == ["carol"]

@@ -60,10 +60,12 @@ def test_refusal_escapes_xml():
 
 def test_voicemail_with_spoken_greeting():
     recording = "https://phone.example.test/voice/recording"
-    root = parse(twiml.voicemail("Leave a message.", None, recording))
+    recorded = "https://phone.example.test/voice/recorded"
+    root = parse(twiml.voicemail("Leave a message.", None, recording, recorded))
     assert [child.tag for child in root] == ["Say", "Record", "Hangup"]
     assert root[0].text == "Leave a message."
     assert root[1].attrib == {
+        "action": recorded,  # else Twilio fetches the <Dial>'s action again after the recording
         "maxLength": "120",
         "playBeep": "true",
         "recordingStatusCallback": recording,
@@ -72,9 +74,11 @@ def test_voicemail_with_spoken_greeting():
 
 
 def test_voicemail_with_greeting_audio():
-    root = parse(twiml.voicemail("unused", "https://cdn.example.test/greeting.mp3", "https://x/voice/recording"))
+    root = parse(twiml.voicemail("unused", "https://cdn.example.test/greeting.mp3", "https://x/voice/recording",
+                                 "https://x/voice/recorded"))
     assert [child.tag for child in root] == ["Play", "Record", "Hangup"]
     assert root[0].text == "https://cdn.example.test/greeting.mp3"
+    assert root[1].get("action") == "https://x/voice/recorded"
 
 
 def test_hangup():

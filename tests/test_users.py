@@ -1,10 +1,14 @@
 """The .htpasswd store: accepted schemes, refused plaintext, writes through HtpasswdFile."""
 
+import logging
+import os
+
 import pytest
 from passlib.hash import apr_md5_crypt, bcrypt, ldap_sha1
 
 from shetphone.settings import ConfigError
 from shetphone.users import load_users, parse_htpasswd, remove_user, set_password
+from shetphone.watched import WatchedFile
 
 
 def test_bcrypt_apr1_and_sha1_entries_verify(tmp_path):
@@ -73,3 +77,81 @@ def test_remove_user(tmp_path):
     assert remove_user(path, "alice") is True
     assert remove_user(path, "alice") is False
     assert load_users(path).names() == ["bob"]
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# the team\n\n"])
+def test_a_file_with_no_users_is_malformed(tmp_path, text):
+    path = tmp_path / ".htpasswd"
+    with pytest.raises(ConfigError) as caught:
+        parse_htpasswd(text, path)
+    assert str(caught.value) == f"{path}: has no users; add one with `flask --app app users add NAME`"
+
+
+def test_an_emptied_file_keeps_the_last_good_users_and_says_so(tmp_path, caplog):
+    path = tmp_path / ".htpasswd"
+    path.write_text(f"alice:{apr_md5_crypt.hash('a-pass')}\n")
+    watched = WatchedFile(path, parse_htpasswd, interval=0)
+    path.write_text("")  # `htpasswd` truncates before it writes; or someone emptied it
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2_000_000_000))
+    with caplog.at_level(logging.ERROR):
+        watched.refresh()
+        watched.refresh()
+    assert watched.current.names() == ["alice"]
+    assert f"{path}: has no users; add one with `flask --app app users add NAME`; keeping the last good version" \
+        in caplog.text
+
+
+def test_the_admin_commands_start_from_no_file(tmp_path):
+    path = tmp_path / ".htpasswd"
+    assert load_users(path).names() == []  # `users list` on a fresh machine: nobody, no error
+    assert set_password(path, "admin", "a first password") is True  # what `make run`'s bootstrap does
+    assert parse_htpasswd(path.read_text(), path).names() == ["admin"]
+
+
+def test_the_last_user_cannot_be_removed(tmp_path):
+    path = tmp_path / ".htpasswd"
+    set_password(path, "alice", "a password")
+    set_password(path, "bob", "b password")
+    assert remove_user(path, "bob") is True
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"alice is the last user in .*; add another one first"):
+        remove_user(path, "alice")
+    assert path.read_text() == before
+    assert remove_user(path, "nobody") is False
+
+
+LONG = "x" * 73  # one byte more than bcrypt reads
+
+
+@pytest.mark.parametrize(
+    "password",
+    [LONG, "é" * 37, "p" * 1000, "with a \0 NUL"],  # é is two bytes in UTF-8: 74 bytes
+)
+def test_any_password_is_checked_without_error_for_every_scheme(tmp_path, password):
+    text = (
+        f"alice:{bcrypt.using(rounds=4, ident='2y').hash('a-pass')}\n"
+        f"bob:{apr_md5_crypt.hash('b-pass')}\n"
+        f"carol:{ldap_sha1.hash('c-pass')}\n"
+    )
+    users = parse_htpasswd(text, tmp_path / ".htpasswd")
+    for name in ("alice", "bob", "carol", "nobody"):  # nobody: the dummy check for unknown names
+        assert users.verify(name, password) is False
+
+
+def test_a_password_over_72_bytes_never_matches_even_where_its_scheme_could_read_it(tmp_path):
+    users = parse_htpasswd(f"bob:{apr_md5_crypt.hash(LONG)}\n", tmp_path / ".htpasswd")
+    assert users.verify("bob", LONG) is False  # one rule for every scheme: over 72 bytes is refused
+    assert users.verify("bob", "x" * 72) is False
+
+
+def test_a_password_of_72_bytes_still_works(tmp_path):
+    path = tmp_path / ".htpasswd"
+    set_password(path, "alice", "é" * 36)  # 72 bytes
+    assert load_users(path).verify("alice", "é" * 36)
+
+
+def test_set_password_refuses_what_could_never_be_checked(tmp_path):
+    path = tmp_path / ".htpasswd"
+    with pytest.raises(ValueError, match="at most 72 bytes"):
+        set_password(path, "alice", LONG)
+    assert not path.exists()

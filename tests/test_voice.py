@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PASSWORDS, PUBLIC_URL, login
+from conftest import PASSWORDS, PUBLIC_URL, login, settled, signature_for
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
@@ -18,6 +18,12 @@ def twiml_of(response) -> ET.Element:
 def said(root: ET.Element) -> str:
     assert [child.tag for child in root] == ["Say", "Hangup"]
     return root[0].text
+
+
+def remove_users(app, team_files, *names: str) -> None:
+    team_files.write_users({n: p for n, p in PASSWORDS.items() if n not in names})
+    with app.app_context():
+        settled(app.extensions["shetphone"].users)
 
 
 def test_outbound_call_is_dialled_in_e164_with_the_chosen_caller_id(twilio_post):
@@ -58,9 +64,7 @@ def test_outbound_refusals_say_why_and_never_dial(twilio_post, to, extra, reason
 
 
 def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app):
-    team_files.write_users({n: p for n, p in PASSWORDS.items() if n != "alice"})
-    with app.app_context():
-        app.extensions["shetphone"].users.refresh()
+    remove_users(app, team_files, "alice")
     root = twiml_of(twilio_post("/voice", {**ALICE_CALL, "To": "+441595123456"}))
     assert "can no longer make calls" in said(root)
 
@@ -72,6 +76,30 @@ def test_inbound_rings_every_client_of_the_number(twilio_post):
     assert dial.get("action") == PUBLIC_URL + "/voice/dial-complete"
     assert [client.text for client in dial] == ["alice", "bob"]
     assert all(client.get("statusCallback") == PUBLIC_URL + "/voice/status" for client in dial)
+
+
+def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app):
+    remove_users(app, team_files, "bob")  # still listed for +441595000001 in the ini
+    (dial,) = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000001"}))
+    assert [client.text for client in dial] == ["alice"]
+
+
+def test_with_nobody_left_to_ring_the_caller_goes_straight_to_voicemail(twilio_post, team_files, app):
+    remove_users(app, team_files, "carol")  # the only member of +441595000004
+    root = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000004"}))
+    assert [child.tag for child in root] == ["Say", "Record", "Hangup"]  # no <Dial>, no ringing first
+    record = root.find("Record")
+    assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording"
+    assert record.get("action") == PUBLIC_URL + "/voice/recorded"
+
+
+def test_with_nobody_left_to_ring_and_no_voicemail_the_caller_is_told(app_with, team_files):
+    app = app_with("voicemail = no")
+    remove_users(app, team_files, "carol")
+    params = {**INBOUND, "To": "+441595000004"}
+    signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice", params)
+    root = twiml_of(app.test_client().post("/voice", data=params, headers={"X-Twilio-Signature": signature}))
+    assert "nobody can take your call" in said(root)
 
 
 @pytest.mark.parametrize(
@@ -99,6 +127,17 @@ def test_dial_complete_unanswered_goes_to_voicemail(twilio_post, outcome):
     record = root.find("Record")
     assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording"
     assert record.get("maxLength") == "120"
+    assert record.get("action") == PUBLIC_URL + "/voice/recorded"
+
+
+def test_after_a_recording_twilio_is_told_to_hang_up(twilio_post):
+    root = twiml_of(twilio_post("/voice/recorded", {**INBOUND, "RecordingSid": "RE" + "1" * 32,
+                                                     "RecordingDuration": "7"}))
+    assert [child.tag for child in root] == ["Hangup"]
+
+
+def test_the_recorded_action_needs_twilios_signature(twilio_post):
+    assert twilio_post("/voice/recorded", INBOUND, signature="forged").status_code == 403
 
 
 @pytest.mark.parametrize("outcome", ["completed", "answered", "canceled"])

@@ -2,6 +2,7 @@ import logging
 import os
 
 import pytest
+from conftest import settled
 
 from shetphone.settings import ConfigError
 from shetphone.watched import WatchedFile
@@ -32,14 +33,15 @@ def test_first_load_is_strict(tmp_path):
         WatchedFile(path, parse_numbers)
 
 
-def test_good_edit_takes_effect_and_is_announced(tmp_path):
+def test_good_edit_takes_effect_at_the_second_check_and_is_announced(tmp_path):
     path = tmp_path / "n.txt"
     path.write_text("1\n")
     changes = []
     watched = WatchedFile(path, parse_numbers, on_change=lambda old, new: changes.append((old, new)), interval=0)
     assert watched.current == [1]
     touch_later(path, "1\n2\n")
-    assert watched.current == [1, 2]
+    assert watched.current == [1]  # seen once: maybe still being written
+    assert watched.current == [1, 2]  # unchanged since: taken
     assert changes == [([1], [1, 2])]
     assert watched.refresh() is False  # nothing changed since
 
@@ -52,10 +54,11 @@ def test_malformed_edit_is_logged_and_the_last_good_version_stays(tmp_path, capl
     touch_later(path, "1\noops\n")
     with caplog.at_level(logging.ERROR):
         assert watched.current == [1]
+        assert watched.current == [1]
     assert f"{path}:2: value: 'oops' is not a number; keeping the last good version" in caplog.text
     assert changes == []
     touch_later(path, "3\n")
-    assert watched.current == [3]
+    assert settled(watched) == [3]
 
 
 def test_a_deleted_file_keeps_the_last_good_version(tmp_path, caplog):
@@ -64,7 +67,7 @@ def test_a_deleted_file_keeps_the_last_good_version(tmp_path, caplog):
     watched = WatchedFile(path, parse_numbers, interval=0)
     path.unlink()
     with caplog.at_level(logging.ERROR):
-        assert watched.current == [5]
+        assert settled(watched) == [5]
     assert "file not found" in caplog.text
 
 
@@ -74,5 +77,65 @@ def test_checks_are_throttled(tmp_path):
     watched = WatchedFile(path, parse_numbers, interval=3600)
     touch_later(path, "2\n")
     assert watched.current == [1]  # not looked at again within the interval
-    assert watched.refresh() is True
+    assert watched.refresh() is False  # seen changed once
+    assert watched.refresh() is True  # and the same again
     assert watched.current == [2]
+
+
+def test_a_file_still_being_written_is_never_taken(tmp_path):
+    # `htpasswd` and editors rewrite in place: a check between two writes sees a short file
+    # that may parse (here: half of the numbers), and must not take it.
+    path = tmp_path / "n.txt"
+    path.write_text("1\n2\n3\n4\n")
+    changes = []
+    # checked only when the test says (refresh), so reading `current` checks nothing
+    watched = WatchedFile(path, parse_numbers, on_change=lambda old, new: changes.append(new), interval=3600)
+    touch_later(path, "1\n2\n")  # the first half of a rewrite
+    assert watched.refresh() is False
+    with path.open("a") as rest:
+        rest.write("3\n4\n5\n")  # the rest, before the next check
+    assert watched.refresh() is False  # changed again since the last check: not yet
+    assert watched.current == [1, 2, 3, 4]
+    assert watched.refresh() is True  # the same for two checks: taken
+    assert watched.current == [1, 2, 3, 4, 5]
+    assert changes == [[1, 2, 3, 4, 5]]
+
+
+def test_a_file_rewritten_while_being_read_waits_to_settle_again(tmp_path):
+    path = tmp_path / "n.txt"
+    path.write_text("1\n")
+
+    class RewrittenDuringTheRead(WatchedFile):
+        def _read(self):
+            text = super()._read()
+            if text == "1\n2\n":
+                touch_later(path, "1\n2\n3\n")  # the writer came back between our stat and our read
+            return text
+
+    watched = RewrittenDuringTheRead(path, parse_numbers, interval=3600)
+    touch_later(path, "1\n2\n")
+    assert watched.refresh() is False
+    assert watched.refresh() is False  # settled at the stat, but changed under the read
+    assert watched.current == [1]
+    assert settled(watched) == [1, 2, 3]
+
+
+def test_an_optional_file_is_absent_without_error_and_comes_and_goes(tmp_path, caplog):
+    path = tmp_path / "n.txt"
+    with caplog.at_level(logging.ERROR):
+        watched = WatchedFile(path, parse_numbers, interval=0, absent=None, settle=False)
+    assert watched.current is None
+    assert caplog.text == ""
+    path.write_text("7\n")
+    assert watched.current == [7]  # settle=False: taken at the first check
+    path.unlink()
+    assert watched.current is None
+
+
+def test_an_optional_file_malformed_at_the_start_is_logged_not_raised(tmp_path, caplog):
+    path = tmp_path / "n.txt"
+    path.write_text("x\n")
+    with caplog.at_level(logging.ERROR):
+        watched = WatchedFile(path, parse_numbers, interval=0, absent=None, settle=False)
+    assert watched.current is None
+    assert f"{path}:1: value: 'x' is not a number" in caplog.text

@@ -16,6 +16,9 @@ from pathlib import Path
 from flask import Flask, current_app, request, url_for
 from markupsafe import Markup, escape
 
+from ..settings import ConfigError
+from ..watched import WatchedFile
+
 log = logging.getLogger(__name__)
 
 DIST = "dist"  # under the app's static folder
@@ -47,29 +50,37 @@ class EntryAssets:
         return Markup("\n  ".join(lines))  # noqa: S704 (every URL in it is escaped above)
 
 
+def parse_manifest(text: str, path: Path) -> dict[str, dict]:
+    try:
+        chunks = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(path, "", f"is not valid JSON ({error})") from None
+    if not isinstance(chunks, dict):
+        raise ConfigError(path, "", "is not a JSON object of chunks")
+    return chunks
+
+
 class Manifest:
-    """Vite's manifest, re-read when the file changes (a rebuild needs no restart)."""
+    """Vite's manifest, re-read when the file changes (a rebuild needs no restart).
+
+    Missing means not built: the pages say so, nothing fails. Checked on every page
+    (a stat), and taken at once: a manifest cut short by a rebuild is not valid JSON,
+    so it is never mistaken for a whole one.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._chunks: dict[str, dict] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._watched.path
+
+    @path.setter
+    def path(self, path: Path) -> None:
+        self._watched = WatchedFile(Path(path), parse_manifest, interval=0, absent=None, settle=False)
 
     def chunks(self) -> dict[str, dict] | None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._chunks = None, None
-            return None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            try:
-                self._chunks = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                log.error("cannot read %s: %s", self.path, error)
-                self._chunks = None
-            self._stamp = stamp
-        return self._chunks
+        return self._watched.current
 
     def entry(self, source: str, url: callable) -> EntryAssets:
         chunks = self.chunks()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from functools import wraps
 from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import current_team, realtime
+from .. import current_team, offload, realtime
 from ..extensions import client_address, login_manager
 
+log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 
@@ -32,10 +34,27 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-def init_login(app: Flask) -> None:
+def init_login(app: Flask, async_mode: str) -> None:
     login_manager.login_message = None
     login_manager.unauthorized_handler(_to_login_page)
     login_manager.session_protection = "basic"
+    # bcrypt off the event loop, so a login never stalls the webhooks and sockets
+    app.extensions["shetphone_run_blocking"] = offload.runner_for(async_mode)
+    if not app.extensions["shetphone"].settings.proxy_hops:
+        app.before_request(_warn_of_an_untrusted_proxy)
+
+
+def _warn_of_an_untrusted_proxy() -> None:
+    """Once per process: a proxy in front that proxy_hops does not trust makes its address everyone's."""
+    app = current_app
+    if "X-Forwarded-For" not in request.headers or app.extensions.get("shetphone_warned_of_proxy"):
+        return
+    app.extensions["shetphone_warned_of_proxy"] = True
+    log.warning(
+        "a request came through a proxy (X-Forwarded-For) but proxy_hops = 0 in %s: every client behind it "
+        "shares the proxy's address, in the log and in the login lockout; set proxy_hops = 1 behind nginx",
+        current_team().settings.config_path,
+    )
 
 
 @login_manager.user_loader
@@ -91,7 +110,8 @@ def login():
         minutes = -(-wait // 60)
         message = f"Too many failed attempts. Please try again in {minutes} minute{'s' if minutes != 1 else ''}."
         return render_template("login.html", form=form, error=message, locked=True), 429, {"Retry-After": str(wait)}
-    if form.validate_on_submit() and team.users.current.verify(name, form.password.data or ""):
+    run_blocking = current_app.extensions["shetphone_run_blocking"]
+    if form.validate_on_submit() and run_blocking(team.users.current.verify, name, form.password.data or ""):
         next_url = safe_next(request.args.get("next") or request.form.get("next"))
         session.clear()  # a new session at login: nothing from before carries over
         login_user(User(name))

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
 VOICEMAIL_STATUSES = {"no-answer", "busy", "failed"}
+NOBODY_TO_RING = "Sorry, nobody can take your call. Please try again later."
 
 
 def public_url_for(endpoint: str, **values) -> str:
@@ -61,9 +62,14 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
         return xml(twiml.refusal("Sorry, this number is not in service."))
     _open_call(call_sid, "inbound", number, caller, number, None)
     if target.kind == "clients":
+        # A member removed from .htpasswd is never rung, even before the ini is edited.
+        users = team.users.current
+        clients = tuple(client for client in target.clients if client in users)
+        if not clients:
+            return xml(_voicemail() or twiml.refusal(NOBODY_TO_RING))
         return xml(
             twiml.ring_group(
-                target.clients,
+                clients,
                 team.settings.ring_timeout,
                 public_url_for("voice.dial_complete"),
                 public_url_for("voice.status"),
@@ -107,14 +113,27 @@ def dial_complete():
         team.calllog.record_dial_outcome(call_sid, outcome)
     except SQLAlchemyError:
         log.exception("could not record the outcome of call %s", call_sid)
-    if outcome in VOICEMAIL_STATUSES and team.settings.voicemail:
-        return xml(
-            twiml.voicemail(
-                team.settings.voicemail_greeting,
-                team.settings.voicemail_greeting_url,
-                public_url_for("voice.recording"),
-            )
-        )
+    voicemail = _voicemail() if outcome in VOICEMAIL_STATUSES else None
+    return xml(voicemail or twiml.hangup())
+
+
+def _voicemail() -> str | None:
+    """The voicemail TwiML, or None when voicemail is off."""
+    settings = current_team().settings
+    if not settings.voicemail:
+        return None
+    return twiml.voicemail(
+        settings.voicemail_greeting,
+        settings.voicemail_greeting_url,
+        public_url_for("voice.recording"),
+        public_url_for("voice.recorded"),
+    )
+
+
+@bp.post("/recorded")
+@twilio_signed
+def recorded():
+    """The <Record action>: the message is left (it reaches /voice/recording on its own); hang up."""
     return xml(twiml.hangup())
 
 
