@@ -60,5 +60,6 @@ def test_page_config_is_the_users_own(client):
     assert config["identity"] == "alice"
     assert config["caller_ids"] == ["+441595000001", "+15005550006"]
     assert config["default_region"] == "GB"
+    assert config["allowed_regions"] == ["GB", "US"]  # no allowed_countries: the regions of the team's numbers
     assert config["numbers"] == ["+15005550006", "+441595000001"]
     assert config["twilio_missing"] == []

@@ -1,6 +1,7 @@
 import pytest
 
-from shetphone.dialing import DialPolicy, DialRefused, choose_caller_id, plan_outbound_call
+from shetphone.dialing import DialPolicy, DialRefused, check_destination, choose_caller_id, plan_outbound_call
+from shetphone.settings import ANY_COUNTRY
 
 UK_AND_US = DialPolicy(allowed_countries=frozenset({"GB", "US"}), allow_premium=False)
 ALICE = ("+441595000001", "+15005550006")
@@ -28,7 +29,7 @@ def test_the_caller_id_in_the_destinations_country_wins():
 
 
 def test_else_the_first_caller_id():
-    anywhere = DialPolicy(allowed_countries=None, allow_premium=False)
+    anywhere = DialPolicy(allowed_countries=frozenset({ANY_COUNTRY}), allow_premium=False)
     assert plan_outbound_call("+33142685300", ALICE, anywhere).caller_id == "+441595000001"
     assert choose_caller_id("FR", ALICE) == "+441595000001"
 
@@ -68,3 +69,17 @@ def test_a_client_without_caller_ids_cannot_call():
     with pytest.raises(DialRefused) as refused:
         plan_outbound_call("+441595123456", (), UK_AND_US)
     assert "no number to call from" in refused.value.reason
+
+
+def test_default_countries_are_the_regions_of_the_team_numbers():
+    policy = DialPolicy.configured(None, False, ["+441595000001", "+15005550006", "+441595000002"])
+    assert policy.allowed_countries == frozenset({"GB", "US"})
+    written = DialPolicy.configured(frozenset({"IE"}), False, ["+441595000001"])
+    assert written.allowed_countries == frozenset({"IE"})
+
+
+def test_check_destination_is_the_outgoing_check_without_a_caller_id():
+    number = check_destination("01595 123456", "GB", UK_AND_US)
+    assert (number.e164, number.region) == ("+441595123456", "GB")
+    with pytest.raises(DialRefused):
+        check_destination("+33142685300", "GB", UK_AND_US)

@@ -8,11 +8,19 @@ import stat
 import pytest
 from conftest import INI, PUBLIC_URL, TeamFiles
 
+from shetphone.dialing import DialPolicy
+from shetphone.directory import Directory
 from shetphone.settings import ConfigError, load_settings
 
 
 def load(files: TeamFiles):
     return load_settings(files.root, files.environ)
+
+
+def policy_of(settings) -> DialPolicy:
+    """The dialing policy the team builds from these settings (the default countries are its rule)."""
+    directory = Directory(settings.numbers, settings.clients)
+    return DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers())
 
 
 def replace_in_ini(files: TeamFiles, old: str, new: str) -> None:
@@ -44,7 +52,7 @@ def test_good_configuration_is_parsed_into_frozen_settings(team_files):
     assert settings.clients["alice"] == ("+441595000001", "+15005550006")
     assert settings.htpasswd_path == team_files.root / ".htpasswd"
     assert settings.database_url == f"sqlite:///{team_files.root / 'shetphone.sqlite3'}"
-    assert settings.allowed_countries == frozenset({"GB", "US"})  # the regions of every number
+    assert policy_of(settings).allowed_countries == frozenset({"GB", "US"})  # the regions of every number
     assert settings.token_ttl == 3600 and settings.ring_timeout == 20 and settings.keep_days == 90
     assert settings.allow_premium is False and settings.voicemail is True
     assert settings.bridge.port == 5001 and settings.bridge.text_channel == 123456789012345679
@@ -64,7 +72,7 @@ def test_inline_comments_and_lists_with_commas(team_files):
 
 def test_star_allows_every_country(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = *")
-    assert load(team_files).allowed_countries is None
+    assert policy_of(load(team_files)).every_country
 
 
 def test_clients_default_to_the_numbers_read_the_other_way_round(team_files):
@@ -73,7 +81,10 @@ def test_clients_default_to_the_numbers_read_the_other_way_round(team_files):
     end = text.index("[shetphone:bridge]")
     team_files.ini.write_text(text[:start] + text[end:])
     settings = load(team_files)
-    assert settings.clients == {"alice": ("+441595000001",), "bob": ("+441595000001",), "carol": ("+441595000004",)}
+    assert settings.clients is None  # the section is missing; reading numbers the other way is the directory's
+    directory = Directory(settings.numbers, settings.clients)
+    assert {name: directory.caller_ids_for(name) for name in ("alice", "bob", "carol", "dave")} == {
+        "alice": ("+441595000001",), "bob": ("+441595000001",), "carol": ("+441595000004",), "dave": ()}
 
 
 def test_environment_wins_over_dotenv(team_files):
@@ -199,3 +210,11 @@ def test_bad_proxy_hops_is_one_clear_line(team_files, value, what):
     error = error_for(team_files)
     assert "[shetphone] proxy_hops" in str(error) and what in str(error)
     assert error.line == line_of(team_files, "proxy_hops")
+
+
+def test_an_empty_value_is_the_default(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout =\nproxy_hops =\nvoicemail =")
+    settings = load(team_files)
+    assert (settings.ring_timeout, settings.proxy_hops, settings.voicemail) == (20, 0, True)
+    assert ("shetphone", "ring_timeout") not in settings.written
+

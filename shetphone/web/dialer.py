@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import phonenumbers
 import requests
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from .. import current_team, voicemail
+from .. import current_team, phone_numbers, voicemail
 from ..tokens import voice_token
 from .auth import api_login_required
 
@@ -23,8 +22,8 @@ def page_config() -> dict:
     team = current_team()
     name = current_user.get_id()
     caller_ids = team.directory.caller_ids_for(name)
-    regions = sorted(team.settings.allowed_countries) if team.settings.allowed_countries is not None else None
-    default_region = phonenumbers.region_code_for_number(phonenumbers.parse(caller_ids[0])) if caller_ids else None
+    regions = None if team.policy.every_country else sorted(team.policy.allowed_countries)
+    default_region = phone_numbers.region_of(caller_ids[0]) if caller_ids else None
     return {
         "identity": name,
         "caller_ids": list(caller_ids),
