@@ -10,10 +10,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import phone_numbers
-from .phone_numbers import NumberType
+from .phone_numbers import NON_GEOGRAPHIC, NumberType
 from .settings import ANY_COUNTRY
 
-PREMIUM_TYPES = {NumberType.PREMIUM_RATE, NumberType.SHARED_COST}
+# Toll fraud: only these are dialled unless allow_premium = yes. The others cost more than a
+# call (premium rate, shared cost, UAN), or go anywhere at a high rate (personal numbers, VoIP,
+# pagers, voicemail access); an unknown type is refused with them.
+ORDINARY_TYPES = frozenset(
+    {NumberType.FIXED_LINE, NumberType.MOBILE, NumberType.FIXED_LINE_OR_MOBILE, NumberType.TOLL_FREE}
+)
+SPOKEN_TYPES = {
+    NumberType.PREMIUM_RATE: "premium rate numbers",
+    NumberType.SHARED_COST: "shared cost numbers",
+    NumberType.PERSONAL_NUMBER: "personal numbers",
+    NumberType.UAN: "special rate numbers",
+    NumberType.VOIP: "internet phone numbers",
+    NumberType.PAGER: "pagers",
+    NumberType.VOICEMAIL: "voicemail access numbers",
+}
+NON_GEOGRAPHIC_REFUSAL = "Sorry, calls to satellite phones and other international services are not allowed."
 
 
 class DialRefused(Exception):
@@ -26,7 +41,7 @@ class DialRefused(Exception):
 
 @dataclass(frozen=True)
 class DialPolicy:
-    allowed_countries: frozenset[str]  # ISO 3166 regions, or "*" (every region)
+    allowed_countries: frozenset[str]  # ISO 3166 regions, "001" (non-geographic), or "*" (every geographic region)
     allow_premium: bool
 
     @classmethod
@@ -43,7 +58,16 @@ class DialPolicy:
         return ANY_COUNTRY in self.allowed_countries
 
     def allows_region(self, region: str | None) -> bool:
+        # "*" is every country; the non-geographic +8xx services (satellite, global
+        # numbers) are nobody's country, so only naming 001 lets them through.
+        if region == NON_GEOGRAPHIC:
+            return NON_GEOGRAPHIC in self.allowed_countries
         return self.every_country or region in self.allowed_countries
+
+    def allows_type(self, number: phone_numbers.Number) -> bool:
+        # A non-geographic number's type says little (libphonenumber calls +881 satellite
+        # phones "mobile"), so each one counts as a premium service.
+        return self.allow_premium or (number.type in ORDINARY_TYPES and not number.non_geographic)
 
 
 @dataclass(frozen=True)
@@ -70,9 +94,14 @@ def check_destination(dialled: str, default_region: str | None, policy: DialPoli
     except phone_numbers.InvalidNumber:
         raise DialRefused("Sorry, that is not a valid phone number.") from None
     if not policy.allows_region(number.region):
+        if number.non_geographic:
+            raise DialRefused(NON_GEOGRAPHIC_REFUSAL)
         raise DialRefused("Sorry, calls to that country are not allowed.")
-    if not policy.allow_premium and number.type in PREMIUM_TYPES:
-        raise DialRefused("Sorry, calls to premium rate numbers are not allowed.")
+    if not policy.allows_type(number):
+        if number.non_geographic:
+            raise DialRefused(NON_GEOGRAPHIC_REFUSAL)
+        kind = SPOKEN_TYPES.get(number.type, "numbers of that kind")
+        raise DialRefused(f"Sorry, calls to {kind} are not allowed.")
     return number
 
 

@@ -157,11 +157,14 @@ def redis_url(text: str, here: Path) -> str:
 
 def region_codes(text: str, here: Path) -> frozenset[str]:
     codes = [code.upper() for code in split_list(text)]
-    if codes == [ANY_COUNTRY]:
-        return frozenset(codes)
     for code in codes:
-        if not phone_numbers.is_region(code) or code == phone_numbers.NON_GEOGRAPHIC:
-            raise Invalid(f"{code!r} is not an ISO 3166 region code")
+        if code != ANY_COUNTRY and not phone_numbers.is_region(code):
+            raise Invalid(
+                f"{code!r} is not an ISO 3166 region code (nor {phone_numbers.NON_GEOGRAPHIC}, the non-geographic "
+                "numbers, nor *)"
+            )
+    if ANY_COUNTRY in codes and set(codes) - {ANY_COUNTRY, phone_numbers.NON_GEOGRAPHIC}:
+        raise Invalid(f"* is every country already; only {phone_numbers.NON_GEOGRAPHIC} may be listed beside it")
     return frozenset(codes)
 
 
@@ -279,9 +282,11 @@ class Settings:
     presets_path: Path = key(SECTION_MAIN, "presets", file_path, "presets.csv", "the presets")
     allowed_countries: frozenset[str] | None = key(
         SECTION_MAIN, "allowed_countries", region_codes, None,
-        "ISO 3166 regions users may dial; ``*`` for all", unset="regions of every number")
+        "ISO 3166 regions users may dial; ``*`` for all but ``001`` (non-geographic ``+8xx``), which must be "
+        "listed", unset="regions of every number")
     allow_premium: bool = key(
-        SECTION_MAIN, "allow_premium", yes_no, "no", "premium-rate destinations are refused unless ``yes``")
+        SECTION_MAIN, "allow_premium", yes_no, "no",
+        "``yes`` dials premium rate, shared cost, personal, UAN, VoIP and other special numbers too")
     ring_timeout: int = key(
         SECTION_MAIN, "ring_timeout", whole(5, 600, "seconds"), "20", "seconds an incoming call rings before voicemail")
     voicemail: bool = key(SECTION_MAIN, "voicemail", yes_no, "yes", "record a message when nobody answers")

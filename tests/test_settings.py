@@ -218,3 +218,17 @@ def test_an_empty_value_is_the_default(team_files):
     assert (settings.ring_timeout, settings.proxy_hops, settings.voicemail) == (20, 0, True)
     assert ("shetphone", "ring_timeout") not in settings.written
 
+
+def test_allowed_countries_may_name_the_non_geographic_region(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = GB 001")
+    assert load(team_files).allowed_countries == frozenset({"GB", "001"})
+    replace_in_ini(team_files, "allowed_countries = GB 001", "allowed_countries = * 001")
+    assert load(team_files).allowed_countries == frozenset({"*", "001"})
+
+
+def test_star_beside_a_country_is_a_mistake(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = * GB")
+    error = error_for(team_files)
+    assert "[shetphone] allowed_countries: * is every country already" in str(error)
+    assert error.line == line_of(team_files, "allowed_countries")
+
