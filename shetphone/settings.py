@@ -311,9 +311,10 @@ class Settings:
     proxy_hops: int = key(
         SECTION_MAIN, "proxy_hops", whole(0, MAX_PROXY_HOPS, "proxies"), "0",
         "reverse proxies in front whose X-Forwarded-* headers are trusted (1 behind nginx)")
-    twilio_media_base: str = key(
-        SECTION_MAIN, "twilio_media_base", http_url, "https://api.twilio.com",
-        "where voicemail audio is fetched from, with the account's credentials")
+    twilio_api_base: str = key(
+        SECTION_MAIN, "twilio_api_base", http_url, "https://api.twilio.com",
+        "Twilio's REST API: recordings, call control, calls from Discord; ``twilio_media_base`` (its old "
+        "name) is read too", old_names=("twilio_media_base",))
 
     # Not keys of the table: where things are, the map sections, the environment.
     config_path: Path

@@ -232,3 +232,24 @@ def test_star_beside_a_country_is_a_mistake(team_files):
     assert "[shetphone] allowed_countries: * is every country already" in str(error)
     assert error.line == line_of(team_files, "allowed_countries")
 
+
+def test_twilio_api_base_is_read(team_files):
+    assert load(team_files).twilio_api_base == "https://api.twilio.com"
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\ntwilio_api_base = http://127.0.0.1:8099/")
+    assert load(team_files).twilio_api_base == "http://127.0.0.1:8099"
+
+
+def test_twilio_media_base_its_old_name_is_still_read_with_a_warning(team_files, caplog):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\ntwilio_media_base = http://127.0.0.1:8099")
+    with caplog.at_level("WARNING", logger="shetphone.settings"):
+        assert load(team_files).twilio_api_base == "http://127.0.0.1:8099"
+    assert "twilio_media_base is now called twilio_api_base" in caplog.text
+
+
+def test_the_old_and_the_new_name_together_are_a_mistake(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20",
+                   "ring_timeout = 20\ntwilio_api_base = https://api.twilio.com\ntwilio_media_base = http://x.test")
+    error = error_for(team_files)
+    assert "[shetphone] twilio_media_base: is the old name of twilio_api_base, which is set too" in str(error)
+    assert error.line == line_of(team_files, "twilio_media_base")
+

@@ -97,7 +97,7 @@ def voicemail_audio(recording_sid: str):
     twilio = team.settings.twilio
     if not (twilio.account_sid and twilio.auth_token):
         return jsonify(error="Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"), 503
-    url = voicemail.media_url(team.settings.twilio_media_base, twilio.account_sid, recording_sid)
+    url = voicemail.media_url(team.settings.twilio_api_base, twilio.account_sid, recording_sid)
     headers = {h: request.headers[h] for h in RANGE_REQUEST_HEADERS if h in request.headers}
     try:
         upstream = requests.get(url, auth=(twilio.account_sid, twilio.auth_token), headers=headers,
