@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -150,8 +151,21 @@ def sqlalchemy_url(text: str, here: Path) -> str:
 
 
 def redis_url(text: str, here: Path) -> str:
-    if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise Invalid(f"{text!r} is not a redis:// URL")
+    # Both users of the queue must understand it: Flask-SocketIO picks its Redis manager
+    # only for redis:// and rediss:// (anything else it hands to kombu, which is not
+    # installed), and `limits` (the login lockout) knows no unix:// scheme.
+    parts = urlsplit(text)
+    if parts.scheme == "unix" or parts.scheme.endswith("+unix"):
+        raise Invalid(
+            f"{text!r}: a Unix socket cannot be used (Socket.IO and the login lockout both need "
+            "redis://HOST:PORT or rediss://HOST:PORT); let Redis listen on 127.0.0.1"
+        )
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise Invalid(f"{text!r} is not a redis:// or rediss:// URL (like redis://127.0.0.1:6379/0)")
+    try:
+        parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+    except ValueError:
+        raise Invalid(f"{text!r} has a port that is not a number") from None
     return text
 
 
@@ -196,6 +210,7 @@ class Key:
     required: bool = False
     old_names: tuple[str, ...] = ()  # still read, with a warning
     unset: str = ""  # what leaving out a key without a default means, in words (empty: nothing)
+    secret: bool = False  # may hold a password: kept out of reprs
     attribute: str = ""  # the dataclass field; filled in by table_of()
 
 
@@ -208,7 +223,8 @@ def key(
     **options: Any,
 ) -> Any:
     """A dataclass field that is one row of the key table; see :class:`Key` for the options."""
-    return field(metadata={"key": Key(section, name, parse, default, meaning, **options)})
+    row = Key(section, name, parse, default, meaning, **options)
+    return field(metadata={"key": row}, repr=not row.secret)
 
 
 def table_of(cls: type) -> tuple[Key, ...]:
@@ -237,10 +253,10 @@ class NumberTarget:
 @dataclass(frozen=True)
 class TwilioSettings:
     account_sid: str = ""
-    auth_token: str = ""
+    auth_token: str = field(default="", repr=False)
     app_sid: str = ""
     api_key: str = ""
-    api_secret: str = ""
+    api_secret: str = field(default="", repr=False)
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -302,10 +318,10 @@ class Settings:
         f"seconds an access token lives; at most {MAX_TOKEN_TTL}")
     database_url: str = key(
         SECTION_MAIN, "database", sqlalchemy_url, "instance/shetphone.sqlite3",
-        "a path, a ``sqlite:///`` URL or ``postgresql://user:pass@host/db``")
+        "a path, a ``sqlite:///`` URL or ``postgresql://user:pass@host/db``", secret=True)
     message_queue: str | None = key(
         SECTION_MAIN, "message_queue", redis_url, None,
-        "``redis://127.0.0.1:6379/0`` when several processes serve")
+        "``redis://127.0.0.1:6379/0`` (or ``rediss://``) when several processes serve", secret=True)
     # 0 where nothing is in front (`make run`): trusting X-Forwarded-For there would let
     # anyone pick the address the login lockout counts against.
     proxy_hops: int = key(
@@ -323,8 +339,8 @@ class Settings:
     clients: Mapping[str, tuple[str, ...]] | None  # None: no [shetphone:clients] (the Directory reads numbers)
     bridge: BridgeSettings
     twilio: TwilioSettings
-    secret_key: str
-    discord_bot_token: str | None = None
+    secret_key: str = field(repr=False)
+    discord_bot_token: str | None = field(default=None, repr=False)
     # (section, key) -> the text written in the file, for check-config; unset keys are absent.
     written: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
@@ -508,30 +524,53 @@ def _clients(ini: _Ini) -> dict[str, tuple[str, ...]] | None:
 # --------------------------------------------------------------------------- the environment
 
 
+def _read_secret_key(key_path: Path) -> str | None:
+    try:
+        key = key_path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(key_path, "", f"cannot be read: {exc.strerror}") from None
+    if not key:
+        # Sessions signed with an empty key could be forged by anyone.
+        raise ConfigError(
+            key_path, "", "is empty; delete it to have a new key made (everyone logs in again), "
+            "or set SHETPHONE_SECRET_KEY"
+        )
+    return key
+
+
 def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
     """``SHETPHONE_SECRET_KEY``, else one generated once into ``instance/secret_key``."""
     if environ.get("SHETPHONE_SECRET_KEY"):
         return environ["SHETPHONE_SECRET_KEY"]
     key_path = instance_path / "secret_key"
-    try:
-        existing = key_path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        existing = ""
-    except OSError as exc:
-        raise ConfigError(key_path, "", f"cannot be read: {exc.strerror}") from None
-    if existing:
+    existing = _read_secret_key(key_path)
+    if existing is not None:
         return existing
     key = secrets.token_hex(32)
     try:
         instance_path.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting at once must not each write their own key.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole into a temporary file (mode 0600), then linked into place: a crash
+        # leaves no empty key behind, and link() fails when another process starting at
+        # the same moment was first, whose key then wins.
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            try:
+                os.write(fd, (key + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(temporary, key_path)
+        finally:
+            os.unlink(temporary)
     except FileExistsError:
-        return key_path.read_text(encoding="utf-8").strip()
+        theirs = _read_secret_key(key_path)
+        if theirs is None:
+            raise ConfigError(key_path, "", "vanished while being created; start again") from None
+        return theirs
     except OSError as exc:
         raise ConfigError(key_path, "", f"cannot be created: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
     return key
 
 

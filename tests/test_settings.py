@@ -253,3 +253,63 @@ def test_the_old_and_the_new_name_together_are_a_mistake(team_files):
     assert "[shetphone] twilio_media_base: is the old name of twilio_api_base, which is set too" in str(error)
     assert error.line == line_of(team_files, "twilio_media_base")
 
+
+@pytest.mark.parametrize("queue", ["redis://127.0.0.1:6379/0", "rediss://:pw@redis.example.test:6380/1"])
+def test_message_queue_takes_redis_and_rediss(team_files, queue):
+    replace_in_ini(team_files, "ring_timeout = 20", f"ring_timeout = 20\nmessage_queue = {queue}")
+    assert load(team_files).message_queue == queue
+
+
+@pytest.mark.parametrize(
+    ("queue", "what"),
+    [
+        ("unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
+        ("redis+unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
+        ("redis://", "is not a redis:// or rediss:// URL"),
+        ("redis://127.0.0.1:port/0", "port that is not a number"),
+    ],
+)
+def test_message_queue_that_socketio_or_the_lockout_cannot_use_is_one_line(team_files, queue, what):
+    replace_in_ini(team_files, "ring_timeout = 20", f"ring_timeout = 20\nmessage_queue = {queue}")
+    error = error_for(team_files)
+    assert "\n" not in str(error)
+    assert "[shetphone] message_queue" in str(error) and what in str(error)
+    assert error.line == line_of(team_files, "message_queue")
+
+
+def test_an_empty_secret_key_file_is_refused(team_files):
+    del team_files.environ["SHETPHONE_SECRET_KEY"]
+    key_file = team_files.root / "instance" / "secret_key"
+    key_file.parent.mkdir()
+    key_file.write_text("\n")  # what a crash between creating and writing the file used to leave
+    error = error_for(team_files)
+    assert str(error).startswith(f"{key_file}: is empty; delete it")
+
+
+def test_a_crash_while_writing_the_secret_key_leaves_no_key_file(team_files, monkeypatch):
+    del team_files.environ["SHETPHONE_SECRET_KEY"]
+    instance = team_files.root / "instance"
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    assert "cannot be created: No space left on device" in str(error_for(team_files))
+    assert list(instance.iterdir()) == []  # neither an empty secret_key nor a temporary file
+    monkeypatch.undo()
+    key = load(team_files).secret_key
+    assert len(key) >= 32 and (instance / "secret_key").read_text().strip() == key
+    assert [p.name for p in instance.iterdir()] == ["secret_key"]
+
+
+def test_secrets_stay_out_of_the_settings_repr(team_files):
+    team_files.environ["DISCORD_BOT_TOKEN"] = "discord-bot-token-value"
+    replace_in_ini(team_files, "database = shetphone.sqlite3",
+                   "database = postgresql://u:db-password@db.example.test/phone\n"
+                   "message_queue = redis://:redis-password@127.0.0.1:6379/0")
+    settings = load(team_files)
+    shown = repr(settings)
+    secrets = [team_files.environ["TWILIO_AUTH_TOKEN"], team_files.environ["TWILIO_API_SECRET"],
+               settings.secret_key, "discord-bot-token-value", "db-password", "redis-password"]
+    assert [secret for secret in secrets if secret in shown] == []
+    assert settings.twilio.account_sid in shown and "phone.example.test" in shown  # the rest is still there
