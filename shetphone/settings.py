@@ -7,7 +7,9 @@ wrong, so a start-up failure is one readable line, never a traceback.
 
 Each key of ``[shetphone]`` and ``[shetphone:bridge]`` is one entry of the key
 table: a field of :class:`Settings` or :class:`BridgeSettings` made by :func:`key`
-(section, key, parser, default, meaning), which the loader reads. This module parses and validates;
+(section, key, parser, default, meaning). The loader, ``check-config``, the
+README's tables (``python -m shetphone.config_docs``) and the test of
+``shetphone.ini.example`` all read that table. This module parses and validates;
 what the values mean for calls (the default countries, who calls from which
 number) is the domain's (``dialing``, ``directory``).
 """
@@ -210,7 +212,7 @@ class Key:
     required: bool = False
     old_names: tuple[str, ...] = ()  # still read, with a warning
     unset: str = ""  # what leaving out a key without a default means, in words (empty: nothing)
-    secret: bool = False  # may hold a password: kept out of reprs
+    secret: bool = False  # may hold a password: kept out of reprs and check-config's output
     attribute: str = ""  # the dataclass field; filled in by table_of()
 
 
