@@ -22,7 +22,10 @@ def page_config() -> dict:
     team = current_team()
     name = current_user.get_id()
     caller_ids = team.directory.caller_ids_for(name)
-    regions = None if team.policy.every_country else sorted(team.policy.allowed_countries)
+    # The page offers these as regions a national number is typed in: 001 (+8xx) is none, and
+    # libphonenumber-js knows no calling code for it.
+    policy = team.policy
+    regions = None if policy.every_country else sorted(policy.allowed_countries - {phone_numbers.NON_GEOGRAPHIC})
     default_region = phone_numbers.region_of(caller_ids[0]) if caller_ids else None
     return {
         "identity": name,
