@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from .settings import ConfigError, Settings
+from .settings import KEYS, ConfigError, Key, Settings
 from .users import load_users, remove_user, set_password
 
 users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
@@ -72,12 +73,33 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Confi
             fail(error)
         s = current_settings()
         click.echo(f"{s.config_path}: ok")
+        for row in KEYS:
+            click.echo("  " + key_in_force(s, row))
         click.echo(f"{s.htpasswd_path}: ok")
         click.echo(f"{s.presets_path}: ok")
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
 
     app.cli.add_command(users)
+
+
+def key_in_force(settings: Settings, row: Key) -> str:
+    """One key of the table as it stands: written in the file, its default, or not set."""
+    where = f"[{row.section}] {row.name}"
+    text = settings.written.get((row.section, row.name))
+    if text is None and row.default is None:
+        return f"{where}: not set" + (f" ({row.unset})" if row.unset else "")
+    shown = without_password(text or row.default) if row.secret else (text or row.default)
+    return f"{where} = {shown}" + (" (the default)" if text is None else "")
+
+
+def without_password(url: str) -> str:
+    """A URL fit to print: the password in it, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def cli_app_for_broken_config(error: ConfigError) -> Flask:

@@ -13,9 +13,10 @@ from .settings import NumberTarget
 
 
 class Directory:
-    def __init__(self, numbers: Mapping[str, NumberTarget], clients: Mapping[str, tuple[str, ...]]):
+    def __init__(self, numbers: Mapping[str, NumberTarget], clients: Mapping[str, tuple[str, ...]] | None):
+        """``clients`` is ``[shetphone:clients]``; None when that section is missing."""
         self._numbers = dict(numbers)
-        self._clients = dict(clients)
+        self._clients = dict(clients) if clients is not None else caller_ids_from_numbers(numbers)
         memberships: dict[str, set[str]] = {}
         for number, target in self._numbers.items():
             for client in target.clients:
@@ -41,9 +42,22 @@ class Directory:
         """The Twilio numbers ``user`` rings on or may call from."""
         return self._memberships.get(user, frozenset())
 
+    def team_numbers(self) -> frozenset[str]:
+        """Every number of the team: those that ring, and every caller ID."""
+        return frozenset(self._numbers).union(*self._clients.values())
+
     def rooms_for(self, user: str) -> list[str]:
         """The Socket.IO rooms of ``user``: their own, and one per number they belong to."""
         return [f"user:{user}"] + [number_room(n) for n in sorted(self.numbers_of(user))]
+
+
+def caller_ids_from_numbers(numbers: Mapping[str, NumberTarget]) -> dict[str, tuple[str, ...]]:
+    """Without ``[shetphone:clients]`` (the original behaviour), a client may call from the numbers that ring it."""
+    inverted: dict[str, list[str]] = {}
+    for number, target in numbers.items():
+        for client in target.clients:
+            inverted.setdefault(client, []).append(number)
+    return {name: tuple(ids) for name, ids in inverted.items()}
 
 
 def number_room(number: str) -> str:

@@ -7,8 +7,7 @@ import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import phonenumbers
-
+from . import phone_numbers
 from .settings import ConfigError
 
 HEADER = ["alias", "country code", "number"]
@@ -49,12 +48,9 @@ def parse_presets(text: str, path: Path) -> tuple[Preset, ...]:
         if not code.isdigit():
             raise ConfigError(path, "country code", f"{country_code!r} is not a country calling code like 44", line)
         try:
-            parsed = phonenumbers.parse(f"+{code}{number}", None)
-        except phonenumbers.NumberParseException:
-            parsed = None
-        if parsed is None or not phonenumbers.is_valid_number(parsed):
-            raise ConfigError(path, "number", f"{number!r} is not a valid number for country code {code}", line)
-        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            e164 = phone_numbers.parse_in_country(code, number)
+        except phone_numbers.InvalidNumber as exc:
+            raise ConfigError(path, "number", str(exc), line) from None
         presets.append(Preset(alias=alias, country_code=code, number=number, e164=e164))
     if not header_seen:
         raise ConfigError(path, "header", f"is missing; the first line must be {','.join(HEADER)}", 1)

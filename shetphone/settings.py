@@ -4,22 +4,36 @@ Only this module reads ``shetphone.ini``, ``.env`` and ``os.environ``. Everythin
 else receives a frozen :class:`Settings`. Every mistake becomes one
 :class:`ConfigError` whose ``str()`` names the file, the line or key, and what is
 wrong, so a start-up failure is one readable line, never a traceback.
+
+Each key of ``[shetphone]`` and ``[shetphone:bridge]`` is one entry of the key
+table: a field of :class:`Settings` or :class:`BridgeSettings` made by :func:`key`
+(section, key, parser, default, meaning). The loader, ``check-config``, the
+README's tables (``python -m shetphone.config_docs``) and the test of
+``shetphone.ini.example`` all read that table. This module parses and validates;
+what the values mean for calls (the default countries, who calls from which
+number) is the domain's (``dialing``, ``directory``).
 """
 
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
-import phonenumbers
 from dotenv import dotenv_values
+
+from . import phone_numbers
+
+log = logging.getLogger(__name__)
 
 MAX_CLIENTS_PER_NUMBER = 10  # Twilio rings at most ten <Client>s in one <Dial>
 MAX_TOKEN_TTL = 86400  # Twilio refuses access tokens valid for longer than a day
@@ -32,10 +46,22 @@ TWILIO_VARIABLES = (
     "TWILIO_API_KEY",
     "TWILIO_API_SECRET",
 )
+# Every variable read from the environment (or .env), for the README's table.
+ENVIRONMENT_VARIABLES = (*TWILIO_VARIABLES, "SHETPHONE_SECRET_KEY", "SHETPHONE_CONFIG", "DISCORD_BOT_TOKEN")
+
+SECTION_MAIN = "shetphone"
+SECTION_NUMBERS = "shetphone:numbers"
+SECTION_CLIENTS = "shetphone:clients"
+SECTION_BRIDGE = "shetphone:bridge"
+MAP_SECTIONS = {SECTION_NUMBERS, SECTION_CLIENTS}  # their keys are numbers or names, parsed below the table
+FOREIGN_SECTIONS = {"uwsgi"}  # read by other programs; their keys are theirs
+
+ANY_COUNTRY = "*"  # allowed_countries: every geographic region
 
 # A client name becomes a Twilio identity and a user name: keep it to characters
 # that are safe in both, in TwiML and in a Socket.IO room name.
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,120}$")
+SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
 
 
 class ConfigError(Exception):
@@ -51,6 +77,161 @@ class ConfigError(Exception):
     def __str__(self) -> str:
         location = f"{self.file}:{self.line}" if self.line else self.file
         return f"{location}: {self.where}: {self.what}" if self.where else f"{location}: {self.what}"
+
+
+# --------------------------------------------------------------------------- parsers
+#
+# A parser turns the text of one key into its value, or raises Invalid saying what is
+# wrong; the loader adds the file, line, section and key. ``here`` is the directory
+# of the ini file, against which relative paths are read.
+
+Parser = Callable[[str, Path], Any]
+
+
+class Invalid(ValueError):
+    """What is wrong with one value, in words."""
+
+
+BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+
+
+def split_list(value: str) -> list[str]:
+    """Lists in the ini are separated by spaces or commas."""
+    return [item for item in re.split(r"[\s,]+", value.strip()) if item]
+
+
+def whole(low: int, high: int, unit: str) -> Parser:
+    def parse(text: str, here: Path) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise Invalid(f"{text!r} is not a whole number of {unit}") from None
+        if not low <= number <= high:
+            raise Invalid(f"{number} is out of range ({low} to {high} {unit})")
+        return number
+
+    return parse
+
+
+def yes_no(text: str, here: Path) -> bool:
+    try:
+        return BOOLEANS[text.lower()]
+    except KeyError:
+        raise Invalid(f"{text!r} is not yes or no") from None
+
+
+def words(text: str, here: Path) -> str:
+    return text
+
+
+def http_url(text: str, here: Path) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Invalid(f"{text!r} is not a URL starting with http:// or https://")
+    if parts.query or parts.fragment:
+        raise Invalid(f"{text!r} must not have a query or fragment")
+    return text.rstrip("/")
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def file_path(text: str, here: Path) -> Path:
+    return _resolve(here, text)
+
+
+def sqlalchemy_url(text: str, here: Path) -> str:
+    if "://" not in text:
+        return f"sqlite:///{_resolve(here, text)}"
+    if not text.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise Invalid(f"{text!r} is not a path, a sqlite:/// URL or a postgresql:// URL")
+    if text.startswith("postgresql://"):
+        return "postgresql+psycopg://" + text.removeprefix("postgresql://")
+    return text
+
+
+def redis_url(text: str, here: Path) -> str:
+    # Both users of the queue must understand it: Flask-SocketIO picks its Redis manager
+    # only for redis:// and rediss:// (anything else it hands to kombu, which is not
+    # installed), and `limits` (the login lockout) knows no unix:// scheme.
+    parts = urlsplit(text)
+    if parts.scheme == "unix" or parts.scheme.endswith("+unix"):
+        raise Invalid(
+            f"{text!r}: a Unix socket cannot be used (Socket.IO and the login lockout both need "
+            "redis://HOST:PORT or rediss://HOST:PORT); let Redis listen on 127.0.0.1"
+        )
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise Invalid(f"{text!r} is not a redis:// or rediss:// URL (like redis://127.0.0.1:6379/0)")
+    try:
+        parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+    except ValueError:
+        raise Invalid(f"{text!r} has a port that is not a number") from None
+    return text
+
+
+def region_codes(text: str, here: Path) -> frozenset[str]:
+    codes = [code.upper() for code in split_list(text)]
+    for code in codes:
+        if code != ANY_COUNTRY and not phone_numbers.is_region(code):
+            raise Invalid(
+                f"{code!r} is not an ISO 3166 region code (nor {phone_numbers.NON_GEOGRAPHIC}, the non-geographic "
+                "numbers, nor *)"
+            )
+    if ANY_COUNTRY in codes and set(codes) - {ANY_COUNTRY, phone_numbers.NON_GEOGRAPHIC}:
+        raise Invalid(f"* is every country already; only {phone_numbers.NON_GEOGRAPHIC} may be listed beside it")
+    return frozenset(codes)
+
+
+def host_port(text: str, here: Path) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise Invalid(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), whole(1, 65535, "port")(port, here)
+
+
+def discord_id(text: str, here: Path) -> int:
+    if not SNOWFLAKE.match(text):
+        raise Invalid(f"{text!r} is not a Discord channel ID (15 to 21 digits)")
+    return int(text)
+
+
+# --------------------------------------------------------------------------- the key table
+
+
+@dataclass(frozen=True)
+class Key:
+    """One ini key: where it is, how its text is read, its default and what it means."""
+
+    section: str
+    name: str
+    parse: Parser
+    default: str | None  # text, read like a written value; None: the value is None when unset
+    meaning: str  # the README's words (reStructuredText)
+    required: bool = False
+    old_names: tuple[str, ...] = ()  # still read, with a warning
+    unset: str = ""  # what leaving out a key without a default means, in words (empty: nothing)
+    secret: bool = False  # may hold a password: kept out of reprs and check-config's output
+    attribute: str = ""  # the dataclass field; filled in by table_of()
+
+
+def key(
+    section: str,
+    name: str,
+    parse: Parser,
+    default: str | None,
+    meaning: str,
+    **options: Any,
+) -> Any:
+    """A dataclass field that is one row of the key table; see :class:`Key` for the options."""
+    row = Key(section, name, parse, default, meaning, **options)
+    return field(metadata={"key": row}, repr=not row.secret)
+
+
+def table_of(cls: type) -> tuple[Key, ...]:
+    """The rows of the key table that are fields of ``cls``, in their order."""
+    return tuple(replace(f.metadata["key"], attribute=f.name) for f in fields(cls) if "key" in f.metadata)
 
 
 @dataclass(frozen=True)
@@ -74,10 +255,10 @@ class NumberTarget:
 @dataclass(frozen=True)
 class TwilioSettings:
     account_sid: str = ""
-    auth_token: str = ""
+    auth_token: str = field(default="", repr=False)
     app_sid: str = ""
     api_key: str = ""
-    api_secret: str = ""
+    api_secret: str = field(default="", repr=False)
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -90,38 +271,80 @@ class TwilioSettings:
         return not self.missing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BridgeSettings:
-    host: str = "127.0.0.1"
-    port: int = 5001
-    text_channel: int | None = None
+    # [shetphone:bridge], one entry per key: (section, key, parser, default, meaning).
+    listen: tuple[str, int] = key(
+        SECTION_BRIDGE, "listen", host_port, "127.0.0.1:5001",
+        "``HOST:PORT`` where the media bridge takes Twilio's Media Streams")
+    text_channel: int | None = key(
+        SECTION_BRIDGE, "text_channel", discord_id, None, "a Discord text channel told when calls start and end")
+
+    @property
+    def host(self) -> str:
+        return self.listen[0]
+
+    @property
+    def port(self) -> int:
+        return self.listen[1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
+    # [shetphone], one entry per key: (section, key, parser, default, meaning). An empty
+    # value is the default.
+    public_url: str = key(
+        SECTION_MAIN, "public_url", http_url, None, "the base URL Twilio calls; signatures are checked against it",
+        required=True)
+    htpasswd_path: Path = key(SECTION_MAIN, "htpasswd", file_path, ".htpasswd", "the users")
+    presets_path: Path = key(SECTION_MAIN, "presets", file_path, "presets.csv", "the presets")
+    allowed_countries: frozenset[str] | None = key(
+        SECTION_MAIN, "allowed_countries", region_codes, None,
+        "ISO 3166 regions users may dial; ``*`` for all but ``001`` (non-geographic ``+8xx``), which must be "
+        "listed", unset="regions of every number")
+    allow_premium: bool = key(
+        SECTION_MAIN, "allow_premium", yes_no, "no",
+        "``yes`` dials premium rate, shared cost, personal, UAN, VoIP and other special numbers too")
+    ring_timeout: int = key(
+        SECTION_MAIN, "ring_timeout", whole(5, 600, "seconds"), "20", "seconds an incoming call rings before voicemail")
+    voicemail: bool = key(SECTION_MAIN, "voicemail", yes_no, "yes", "record a message when nobody answers")
+    voicemail_greeting: str = key(
+        SECTION_MAIN, "voicemail_greeting", words,
+        "Sorry, nobody can take your call. Please leave a message after the tone.", "the spoken greeting")
+    voicemail_greeting_url: str | None = key(
+        SECTION_MAIN, "voicemail_greeting_url", http_url, None, "an audio file to play instead")
+    keep_days: int = key(
+        SECTION_MAIN, "keep_days", whole(1, 36500, "days"), "90", "call log rows older than this are pruned")
+    token_ttl: int = key(
+        SECTION_MAIN, "token_ttl", whole(60, MAX_TOKEN_TTL, "seconds"), "3600",
+        f"seconds an access token lives; at most {MAX_TOKEN_TTL}")
+    database_url: str = key(
+        SECTION_MAIN, "database", sqlalchemy_url, "instance/shetphone.sqlite3",
+        "a path, a ``sqlite:///`` URL or ``postgresql://user:pass@host/db``", secret=True)
+    message_queue: str | None = key(
+        SECTION_MAIN, "message_queue", redis_url, None,
+        "``redis://127.0.0.1:6379/0`` (or ``rediss://``) when several processes serve", secret=True)
+    # 0 where nothing is in front (`make run`): trusting X-Forwarded-For there would let
+    # anyone pick the address the login lockout counts against.
+    proxy_hops: int = key(
+        SECTION_MAIN, "proxy_hops", whole(0, MAX_PROXY_HOPS, "proxies"), "0",
+        "reverse proxies in front whose X-Forwarded-* headers are trusted (1 behind nginx)")
+    twilio_api_base: str = key(
+        SECTION_MAIN, "twilio_api_base", http_url, "https://api.twilio.com",
+        "Twilio's REST API: recordings, call control, calls from Discord; ``twilio_media_base`` (its old "
+        "name) is read too", old_names=("twilio_media_base",))
+
+    # Not keys of the table: where things are, the map sections, the environment.
     config_path: Path
-    public_url: str
-    htpasswd_path: Path
-    presets_path: Path
-    allowed_countries: frozenset[str] | None  # None means every region ("*")
-    allow_premium: bool
-    ring_timeout: int
-    voicemail: bool
-    voicemail_greeting: str
-    voicemail_greeting_url: str | None
-    keep_days: int
-    token_ttl: int
-    database_url: str
-    message_queue: str | None
+    instance_path: Path
     numbers: Mapping[str, NumberTarget]
-    clients: Mapping[str, tuple[str, ...]]
+    clients: Mapping[str, tuple[str, ...]] | None  # None: no [shetphone:clients] (the Directory reads numbers)
     bridge: BridgeSettings
     twilio: TwilioSettings
-    secret_key: str
-    instance_path: Path
-    discord_bot_token: str | None = None
-    twilio_media_base: str = "https://api.twilio.com"
-    proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
+    secret_key: str = field(repr=False)
+    discord_bot_token: str | None = field(default=None, repr=False)
+    # (section, key) -> the text written in the file, for check-config; unset keys are absent.
+    written: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     @property
     def public_host(self) -> str:
@@ -133,38 +356,11 @@ class Settings:
         return self.public_url.startswith("https://")
 
 
-# --------------------------------------------------------------------------- parsing
-
-SECTION_MAIN = "shetphone"
-SECTION_NUMBERS = "shetphone:numbers"
-SECTION_CLIENTS = "shetphone:clients"
-SECTION_BRIDGE = "shetphone:bridge"
-FOREIGN_SECTIONS = {"uwsgi"}  # read by other programs; their keys are theirs
-MAIN_KEYS = {
-    "public_url",
-    "htpasswd",
-    "presets",
-    "allowed_countries",
-    "allow_premium",
-    "ring_timeout",
-    "voicemail",
-    "voicemail_greeting",
-    "voicemail_greeting_url",
-    "keep_days",
-    "token_ttl",
-    "database",
-    "message_queue",
-    "twilio_media_base",
-    "proxy_hops",
-}
-BRIDGE_KEYS = {"listen", "text_channel"}
-BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
-SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
+KEYS: tuple[Key, ...] = table_of(Settings) + table_of(BridgeSettings)
+KEYED_SECTIONS = {row.section for row in KEYS}
 
 
-def split_list(value: str) -> list[str]:
-    """Lists in the ini are separated by spaces or commas."""
-    return [item for item in re.split(r"[\s,]+", value.strip()) if item]
+# --------------------------------------------------------------------------- reading the ini
 
 
 class _Ini:
@@ -229,40 +425,75 @@ class _Ini:
         return [(key, value.strip()) for key, value in self.parser.items(section, raw=True)]
 
 
-def _parse_e164(ini: _Ini, section: str, key: str, text: str) -> str:
+def _read_keys(ini: _Ini, cls: type, written: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """The values of ``cls``'s rows of the key table, by attribute; fills ``written``."""
+    here = ini.path.parent
+    sections: dict[str, dict[str, str]] = {}
+    values: dict[str, Any] = {}
+    for row in table_of(cls):
+        given = sections.setdefault(row.section, dict(ini.items(row.section)))
+        names = [name for name in (row.name, *row.old_names) if name in given]
+        if len(names) > 1:
+            raise ini.error(row.section, names[1], f"is the old name of {row.name}, which is set too; keep one")
+        name = names[0] if names else row.name
+        if name != row.name:
+            log.warning("%s: [%s] %s is now called %s; rename it", ini.path, row.section, name, row.name)
+        text = given.get(name, "")
+        if text:
+            written[(row.section, row.name)] = text
+        elif row.required:
+            raise ini.error(row.section, name if name in given else None, f"{row.name} is required")
+        else:
+            text = row.default
+        try:
+            values[row.attribute] = None if text is None else row.parse(text, here)
+        except Invalid as exc:
+            raise ini.error(row.section, name, str(exc)) from None
+    return values
+
+
+def _check_sections_and_keys(ini: _Ini) -> None:
+    for section in ini.sections():
+        if section not in KEYED_SECTIONS | MAP_SECTIONS | FOREIGN_SECTIONS:
+            raise ini.error(section, None, "unknown section")
+    if SECTION_MAIN not in ini.sections():
+        raise ConfigError(ini.path, f"[{SECTION_MAIN}]", "section is missing")
+    for section in KEYED_SECTIONS:
+        known = {name for row in KEYS if row.section == section for name in (row.name, *row.old_names)}
+        for name, _ in ini.items(section):
+            if name not in known:
+                raise ini.error(section, name, "unknown key")
+
+
+def _e164(ini: _Ini, section: str, key: str, text: str) -> str:
     try:
-        parsed = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not text.startswith("+") or not phonenumbers.is_valid_number(parsed):
-        raise ini.error(section, key, f"{text!r} is not a valid phone number in E.164 form (like +441595000001)")
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if e164 != text:
-        raise ini.error(section, key, f"{text!r} is not in E.164 form; write {e164}")
-    return e164
+        return phone_numbers.parse_e164(text)
+    except phone_numbers.InvalidNumber as exc:
+        raise ini.error(section, key, str(exc)) from None
 
 
-def _parse_client_name(ini: _Ini, section: str, key: str, name: str) -> str:
+def _client_name(ini: _Ini, section: str, key: str, name: str) -> str:
     if not CLIENT_NAME.match(name):
         raise ini.error(section, key, f"{name!r} is not a valid client name (letters, digits, _ . @ -)")
     return name
 
 
-def _parse_number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
+def _number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
     items = split_list(value)
     if not items:
         raise ini.error(SECTION_NUMBERS, number, "names no clients, discord:CHANNEL_ID or echo")
     if len(items) == 1 and items[0] == "echo":
         return NumberTarget(kind="echo")
     if len(items) == 1 and items[0].startswith("discord:"):
-        channel = items[0].removeprefix("discord:")
-        if not SNOWFLAKE.match(channel):
-            raise ini.error(SECTION_NUMBERS, number, f"{channel!r} is not a Discord channel ID (15 to 21 digits)")
-        return NumberTarget(kind="discord", discord_channel=int(channel))
+        try:
+            channel = discord_id(items[0].removeprefix("discord:"), ini.path.parent)
+        except Invalid as exc:
+            raise ini.error(SECTION_NUMBERS, number, str(exc)) from None
+        return NumberTarget(kind="discord", discord_channel=channel)
     for item in items:
         if item == "echo" or item.startswith("discord:"):
             raise ini.error(SECTION_NUMBERS, number, f"{item} cannot be mixed with other targets")
-        _parse_client_name(ini, SECTION_NUMBERS, number, item)
+        _client_name(ini, SECTION_NUMBERS, number, item)
     if len(set(items)) != len(items):
         raise ini.error(SECTION_NUMBERS, number, "names a client twice")
     if len(items) > MAX_CLIENTS_PER_NUMBER:
@@ -272,53 +503,43 @@ def _parse_number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
     return NumberTarget(kind="clients", clients=tuple(items))
 
 
-def _parse_int(ini: _Ini, section: str, key: str, value: str, low: int, high: int, unit: str) -> int:
+def _numbers(ini: _Ini) -> dict[str, NumberTarget]:
+    return {_e164(ini, SECTION_NUMBERS, number, number): _number_target(ini, number, value)
+            for number, value in ini.items(SECTION_NUMBERS)}
+
+
+def _clients(ini: _Ini) -> dict[str, tuple[str, ...]] | None:
+    if SECTION_CLIENTS not in ini.sections():
+        return None
+    clients: dict[str, tuple[str, ...]] = {}
+    for name, value in ini.items(SECTION_CLIENTS):
+        _client_name(ini, SECTION_CLIENTS, name, name)
+        caller_ids = tuple(_e164(ini, SECTION_CLIENTS, name, item) for item in split_list(value))
+        if not caller_ids:
+            raise ini.error(SECTION_CLIENTS, name, "names no caller ID")
+        if len(set(caller_ids)) != len(caller_ids):
+            raise ini.error(SECTION_CLIENTS, name, "names a caller ID twice")
+        clients[name] = caller_ids
+    return clients
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def _read_secret_key(key_path: Path) -> str | None:
     try:
-        number = int(value)
-    except ValueError:
-        raise ini.error(section, key, f"{value!r} is not a whole number of {unit}") from None
-    if not low <= number <= high:
-        raise ini.error(section, key, f"{number} is out of range ({low} to {high} {unit})")
-    return number
-
-
-def _parse_bool(ini: _Ini, section: str, key: str, value: str) -> bool:
-    try:
-        return BOOLEANS[value.lower()]
-    except KeyError:
-        raise ini.error(section, key, f"{value!r} is not yes or no") from None
-
-
-def _parse_url(ini: _Ini, section: str, key: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ini.error(section, key, f"{value!r} is not a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    if parts.query or parts.fragment:
-        raise ini.error(section, key, f"{value!r} must not have a query or fragment")
-    return value.rstrip("/")
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
-def _database_url(base: Path, value: str) -> str:
-    if "://" in value:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError(f"{value!r} is not a path, a sqlite:/// URL or a postgresql:// URL")
-        if value.startswith("postgresql://"):
-            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
-        return value
-    return f"sqlite:///{_resolve(base, value)}"
-
-
-def _parse_listen(ini: _Ini, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ini.error(SECTION_BRIDGE, "listen", f"{value!r} is not HOST:PORT")
-    port_number = _parse_int(ini, SECTION_BRIDGE, "listen", port, 1, 65535, "port")
-    return host.strip("[]"), port_number
+        key = key_path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(key_path, "", f"cannot be read: {exc.strerror}") from None
+    if not key:
+        # Sessions signed with an empty key could be forged by anyone.
+        raise ConfigError(
+            key_path, "", "is empty; delete it to have a new key made (everyone logs in again), "
+            "or set SHETPHONE_SECRET_KEY"
+        )
+    return key
 
 
 def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
@@ -326,25 +547,32 @@ def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
     if environ.get("SHETPHONE_SECRET_KEY"):
         return environ["SHETPHONE_SECRET_KEY"]
     key_path = instance_path / "secret_key"
-    try:
-        existing = key_path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        existing = ""
-    except OSError as exc:
-        raise ConfigError(key_path, "", f"cannot be read: {exc.strerror}") from None
-    if existing:
+    existing = _read_secret_key(key_path)
+    if existing is not None:
         return existing
     key = secrets.token_hex(32)
     try:
         instance_path.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting at once must not each write their own key.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole into a temporary file (mode 0600), then linked into place: a crash
+        # leaves no empty key behind, and link() fails when another process starting at
+        # the same moment was first, whose key then wins.
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            try:
+                os.write(fd, (key + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(temporary, key_path)
+        finally:
+            os.unlink(temporary)
     except FileExistsError:
-        return key_path.read_text(encoding="utf-8").strip()
+        theirs = _read_secret_key(key_path)
+        if theirs is None:
+            raise ConfigError(key_path, "", "vanished while being created; start again") from None
+        return theirs
     except OSError as exc:
         raise ConfigError(key_path, "", f"cannot be created: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
     return key
 
 
@@ -372,114 +600,20 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     env = read_environment(root, environ)
     path = config_path(root, env)
     ini = _Ini(path)
-    base = path.parent
-
-    for section in ini.sections():
-        if section not in {SECTION_MAIN, SECTION_NUMBERS, SECTION_CLIENTS, SECTION_BRIDGE} | FOREIGN_SECTIONS:
-            raise ini.error(section, None, "unknown section")
-    if SECTION_MAIN not in ini.sections():
-        raise ConfigError(path, f"[{SECTION_MAIN}]", "section is missing")
-
-    main = dict(ini.items(SECTION_MAIN))
-    for key in main:
-        if key not in MAIN_KEYS:
-            raise ini.error(SECTION_MAIN, key, "unknown key")
-
-    if not main.get("public_url"):
-        raise ini.error(SECTION_MAIN, "public_url" if "public_url" in main else None, "public_url is required")
-    public_url = _parse_url(ini, SECTION_MAIN, "public_url", main["public_url"], ("http", "https"))
-
-    numbers: dict[str, NumberTarget] = {}
-    for number, value in ini.items(SECTION_NUMBERS):
-        numbers[_parse_e164(ini, SECTION_NUMBERS, number, number)] = _parse_number_target(ini, number, value)
-
-    clients: dict[str, tuple[str, ...]] = {}
-    if SECTION_CLIENTS in ini.sections():
-        for name, value in ini.items(SECTION_CLIENTS):
-            _parse_client_name(ini, SECTION_CLIENTS, name, name)
-            caller_ids = tuple(_parse_e164(ini, SECTION_CLIENTS, name, item) for item in split_list(value))
-            if not caller_ids:
-                raise ini.error(SECTION_CLIENTS, name, "names no caller ID")
-            if len(set(caller_ids)) != len(caller_ids):
-                raise ini.error(SECTION_CLIENTS, name, "names a caller ID twice")
-            clients[name] = caller_ids
-    else:
-        # The original behaviour: each client may call from the numbers that ring it.
-        inverted: dict[str, list[str]] = {}
-        for number, target in numbers.items():
-            for client in target.clients:
-                inverted.setdefault(client, []).append(number)
-        clients = {name: tuple(ids) for name, ids in inverted.items()}
-
-    countries_text = main.get("allowed_countries", "")
-    allowed: frozenset[str] | None
-    if countries_text.strip() == "*":
-        allowed = None
-    elif countries_text.strip():
-        regions = phonenumbers.SUPPORTED_REGIONS
-        codes = [code.upper() for code in split_list(countries_text)]
-        for code in codes:
-            if code not in regions:
-                raise ini.error(SECTION_MAIN, "allowed_countries", f"{code!r} is not an ISO 3166 region code")
-        allowed = frozenset(codes)
-    else:
-        every = list(numbers) + [n for ids in clients.values() for n in ids]
-        allowed = frozenset(phonenumbers.region_code_for_number(phonenumbers.parse(n)) for n in every) - {None}
-
-    ring_timeout = _parse_int(ini, SECTION_MAIN, "ring_timeout", main.get("ring_timeout", "20"), 5, 600, "seconds")
-    keep_days = _parse_int(ini, SECTION_MAIN, "keep_days", main.get("keep_days", "90"), 1, 36500, "days")
-    token_ttl = _parse_int(
-        ini, SECTION_MAIN, "token_ttl", main.get("token_ttl", "3600"), 60, MAX_TOKEN_TTL, "seconds"
-    )
-    greeting_url = main.get("voicemail_greeting_url") or None
-    if greeting_url:
-        greeting_url = _parse_url(ini, SECTION_MAIN, "voicemail_greeting_url", greeting_url, ("http", "https"))
-    try:
-        database_url = _database_url(base, main.get("database") or "instance/shetphone.sqlite3")
-    except ValueError as exc:
-        raise ini.error(SECTION_MAIN, "database", str(exc)) from None
-    message_queue = main.get("message_queue") or None
-    if message_queue and not message_queue.startswith(("redis://", "rediss://", "unix://")):
-        raise ini.error(SECTION_MAIN, "message_queue", f"{message_queue!r} is not a redis:// URL")
-    # 0 where nothing is in front (`make run`): trusting X-Forwarded-For there would let
-    # anyone pick the address the login lockout counts against.
-    proxy_hops = _parse_int(
-        ini, SECTION_MAIN, "proxy_hops", main.get("proxy_hops") or "0", 0, MAX_PROXY_HOPS, "proxies"
-    )
-    media_base = _parse_url(
-        ini, SECTION_MAIN, "twilio_media_base", main.get("twilio_media_base") or "https://api.twilio.com",
-        ("http", "https"),
-    )
-
-    bridge_items = dict(ini.items(SECTION_BRIDGE))
-    for key in bridge_items:
-        if key not in BRIDGE_KEYS:
-            raise ini.error(SECTION_BRIDGE, key, "unknown key")
-    host, port = _parse_listen(ini, bridge_items.get("listen") or "127.0.0.1:5001")
-    text_channel = bridge_items.get("text_channel") or None
-    if text_channel and not SNOWFLAKE.match(text_channel):
-        raise ini.error(SECTION_BRIDGE, "text_channel", f"{text_channel!r} is not a Discord channel ID")
-
+    _check_sections_and_keys(ini)
+    written: dict[tuple[str, str], str] = {}
+    main = _read_keys(ini, Settings, written)
+    bridge = BridgeSettings(**_read_keys(ini, BridgeSettings, written))
+    numbers = _numbers(ini)
+    clients = _clients(ini)
     instance_path = root / "instance"
     return Settings(
+        **main,
         config_path=path,
-        public_url=public_url,
-        htpasswd_path=_resolve(base, main.get("htpasswd") or ".htpasswd"),
-        presets_path=_resolve(base, main.get("presets") or "presets.csv"),
-        allowed_countries=allowed,
-        allow_premium=_parse_bool(ini, SECTION_MAIN, "allow_premium", main.get("allow_premium", "no")),
-        ring_timeout=ring_timeout,
-        voicemail=_parse_bool(ini, SECTION_MAIN, "voicemail", main.get("voicemail", "yes")),
-        voicemail_greeting=main.get("voicemail_greeting")
-        or "Sorry, nobody can take your call. Please leave a message after the tone.",
-        voicemail_greeting_url=greeting_url,
-        keep_days=keep_days,
-        token_ttl=token_ttl,
-        database_url=database_url,
-        message_queue=message_queue,
+        instance_path=instance_path,
         numbers=MappingProxyType(numbers),
-        clients=MappingProxyType(clients),
-        bridge=BridgeSettings(host=host, port=port, text_channel=int(text_channel) if text_channel else None),
+        clients=MappingProxyType(clients) if clients is not None else None,
+        bridge=bridge,
         twilio=TwilioSettings(
             account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
             auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
@@ -488,8 +622,6 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
             api_secret=env.get("TWILIO_API_SECRET", ""),
         ),
         secret_key=_load_secret_key(instance_path, env),
-        instance_path=instance_path,
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
-        twilio_media_base=media_base,
-        proxy_hops=proxy_hops,
+        written=MappingProxyType(written),
     )

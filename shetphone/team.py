@@ -36,10 +36,11 @@ def build_team(
     on_presets_changed: Callable[[tuple[Preset, ...], tuple[Preset, ...]], None] | None = None,
 ) -> Team:
     """Load everything strictly: a bad file raises ConfigError here, at start."""
+    directory = Directory(settings.numbers, settings.clients)
     return Team(
         settings=settings,
-        directory=Directory(settings.numbers, settings.clients),
-        policy=DialPolicy(settings.allowed_countries, settings.allow_premium),
+        directory=directory,
+        policy=DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers()),
         users=WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed),
         presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
         calllog=CallLog(settings.database_url, keep_days=settings.keep_days),

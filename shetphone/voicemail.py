@@ -1,7 +1,7 @@
 """Voicemail recordings: who may hear one, and where Twilio keeps its audio.
 
 The browser never sees a Twilio URL or credential: it asks our route, which
-fetches from Twilio's media host with the account's credentials.
+fetches from Twilio's REST API (``twilio_api_base``) with the account's credentials.
 """
 
 from __future__ import annotations
@@ -24,6 +24,6 @@ def may_hear(recording: Recording, numbers: Iterable[str], user: str) -> bool:
     return recording.number in set(numbers) or recording.client == user
 
 
-def media_url(media_base: str, account_sid: str, recording_sid: str, audio_format: str = "mp3") -> str:
+def media_url(api_base: str, account_sid: str, recording_sid: str, audio_format: str = "mp3") -> str:
     """Twilio's address of the recording's audio, built from its SID, never taken from a request."""
-    return f"{media_base}/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.{audio_format}"
+    return f"{api_base}/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.{audio_format}"

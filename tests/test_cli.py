@@ -7,6 +7,8 @@ import sys
 
 from conftest import ROOT, TeamFiles
 
+from shetphone.cli import key_in_force
+from shetphone.settings import KEYS, load_settings
 from shetphone.users import load_users
 
 
@@ -85,3 +87,22 @@ def test_users_remove_refuses_the_last_user(team_files):
     assert last.returncode == 1
     assert last.stderr.strip() == f"Error: carol is the last user in {team_files.htpasswd}; add another one first"
     assert load_users(team_files.htpasswd).names() == ["carol"]
+
+
+def test_check_config_shows_every_key_of_the_table_as_it_stands(team_files):
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for row in KEYS:
+        assert any(line.strip().startswith(f"[{row.section}] {row.name}") for line in lines), row.name
+    assert "  [shetphone] ring_timeout = 20" in lines  # written in the file
+    assert "  [shetphone] keep_days = 90 (the default)" in lines
+    assert "  [shetphone] message_queue: not set" in lines
+    assert "  [shetphone] allowed_countries: not set (regions of every number)" in lines
+
+
+def test_check_config_hides_passwords_in_urls(team_files):
+    team_files.write_ini(extra="message_queue = redis://:redis-password@127.0.0.1:6379/0")
+    settings = load_settings(team_files.root, team_files.environ)
+    (row,) = [row for row in KEYS if row.name == "message_queue"]
+    assert key_in_force(settings, row) == "[shetphone] message_queue = redis://:***@127.0.0.1:6379/0"

@@ -51,14 +51,28 @@ def test_healthz_needs_no_login(client):
     assert response.get_json() == {"status": "ok"}
 
 
-def test_page_config_is_the_users_own(client):
-    login(client, "alice")
+def page_config_of(client) -> dict:
     page = client.get("/").get_data(as_text=True)
     start = page.index('<script type="application/json" id="shetphone-config">') + len(
         '<script type="application/json" id="shetphone-config">')
-    config = json.loads(page[start : page.index("</script>", start)])
+    return json.loads(page[start : page.index("</script>", start)])
+
+
+def test_page_config_is_the_users_own(client):
+    login(client, "alice")
+    config = page_config_of(client)
     assert config["identity"] == "alice"
     assert config["caller_ids"] == ["+441595000001", "+15005550006"]
     assert config["default_region"] == "GB"
+    assert config["allowed_regions"] == ["GB", "US"]  # no allowed_countries: the regions of the team's numbers
     assert config["numbers"] == ["+15005550006", "+441595000001"]
     assert config["twilio_missing"] == []
+
+
+def test_page_config_offers_no_region_for_the_non_geographic_numbers(tmp_path):
+    files = make_team_files(tmp_path, extra="allowed_countries = GB 001")
+    app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
+    client = app.test_client()
+    login(client, "alice")
+    assert page_config_of(client)["allowed_regions"] == ["GB"]
+    app.extensions["shetphone"].calllog.close()

@@ -45,3 +45,20 @@ def test_caller_ids_keep_their_order():
     assert directory.caller_ids_for("alice") == ("+441595000001", "+15005550006")
     assert directory.caller_ids_for("bob") == ()
 
+
+
+def test_without_a_clients_section_the_numbers_are_read_the_other_way_round():
+    numbers = {
+        "+441595000001": NumberTarget("clients", ("alice", "bob")),
+        "+441595000003": NumberTarget("echo"),
+        "+441595000004": NumberTarget("clients", ("alice",)),
+    }
+    directory = Directory(numbers, None)
+    assert directory.caller_ids_for("alice") == ("+441595000001", "+441595000004")
+    assert directory.caller_ids_for("bob") == ("+441595000001",)
+    assert Directory(numbers, {}).caller_ids_for("alice") == ()  # an empty section is not a missing one
+
+
+def test_team_numbers_are_the_numbers_that_ring_and_every_caller_id():
+    assert make_directory().team_numbers() == {
+        "+441595000001", "+441595000002", "+441595000004", "+15005550006", "+441595000009"}

@@ -8,11 +8,19 @@ import stat
 import pytest
 from conftest import INI, PUBLIC_URL, TeamFiles
 
+from shetphone.dialing import DialPolicy
+from shetphone.directory import Directory
 from shetphone.settings import ConfigError, load_settings
 
 
 def load(files: TeamFiles):
     return load_settings(files.root, files.environ)
+
+
+def policy_of(settings) -> DialPolicy:
+    """The dialing policy the team builds from these settings (the default countries are its rule)."""
+    directory = Directory(settings.numbers, settings.clients)
+    return DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers())
 
 
 def replace_in_ini(files: TeamFiles, old: str, new: str) -> None:
@@ -44,7 +52,7 @@ def test_good_configuration_is_parsed_into_frozen_settings(team_files):
     assert settings.clients["alice"] == ("+441595000001", "+15005550006")
     assert settings.htpasswd_path == team_files.root / ".htpasswd"
     assert settings.database_url == f"sqlite:///{team_files.root / 'shetphone.sqlite3'}"
-    assert settings.allowed_countries == frozenset({"GB", "US"})  # the regions of every number
+    assert policy_of(settings).allowed_countries == frozenset({"GB", "US"})  # the regions of every number
     assert settings.token_ttl == 3600 and settings.ring_timeout == 20 and settings.keep_days == 90
     assert settings.allow_premium is False and settings.voicemail is True
     assert settings.bridge.port == 5001 and settings.bridge.text_channel == 123456789012345679
@@ -64,7 +72,7 @@ def test_inline_comments_and_lists_with_commas(team_files):
 
 def test_star_allows_every_country(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = *")
-    assert load(team_files).allowed_countries is None
+    assert policy_of(load(team_files)).every_country
 
 
 def test_clients_default_to_the_numbers_read_the_other_way_round(team_files):
@@ -73,7 +81,10 @@ def test_clients_default_to_the_numbers_read_the_other_way_round(team_files):
     end = text.index("[shetphone:bridge]")
     team_files.ini.write_text(text[:start] + text[end:])
     settings = load(team_files)
-    assert settings.clients == {"alice": ("+441595000001",), "bob": ("+441595000001",), "carol": ("+441595000004",)}
+    assert settings.clients is None  # the section is missing; reading numbers the other way is the directory's
+    directory = Directory(settings.numbers, settings.clients)
+    assert {name: directory.caller_ids_for(name) for name in ("alice", "bob", "carol", "dave")} == {
+        "alice": ("+441595000001",), "bob": ("+441595000001",), "carol": ("+441595000004",), "dave": ()}
 
 
 def test_environment_wins_over_dotenv(team_files):
@@ -199,3 +210,106 @@ def test_bad_proxy_hops_is_one_clear_line(team_files, value, what):
     error = error_for(team_files)
     assert "[shetphone] proxy_hops" in str(error) and what in str(error)
     assert error.line == line_of(team_files, "proxy_hops")
+
+
+def test_an_empty_value_is_the_default(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout =\nproxy_hops =\nvoicemail =")
+    settings = load(team_files)
+    assert (settings.ring_timeout, settings.proxy_hops, settings.voicemail) == (20, 0, True)
+    assert ("shetphone", "ring_timeout") not in settings.written
+
+
+def test_allowed_countries_may_name_the_non_geographic_region(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = GB 001")
+    assert load(team_files).allowed_countries == frozenset({"GB", "001"})
+    replace_in_ini(team_files, "allowed_countries = GB 001", "allowed_countries = * 001")
+    assert load(team_files).allowed_countries == frozenset({"*", "001"})
+
+
+def test_star_beside_a_country_is_a_mistake(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = * GB")
+    error = error_for(team_files)
+    assert "[shetphone] allowed_countries: * is every country already" in str(error)
+    assert error.line == line_of(team_files, "allowed_countries")
+
+
+def test_twilio_api_base_is_read(team_files):
+    assert load(team_files).twilio_api_base == "https://api.twilio.com"
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\ntwilio_api_base = http://127.0.0.1:8099/")
+    assert load(team_files).twilio_api_base == "http://127.0.0.1:8099"
+
+
+def test_twilio_media_base_its_old_name_is_still_read_with_a_warning(team_files, caplog):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\ntwilio_media_base = http://127.0.0.1:8099")
+    with caplog.at_level("WARNING", logger="shetphone.settings"):
+        assert load(team_files).twilio_api_base == "http://127.0.0.1:8099"
+    assert "twilio_media_base is now called twilio_api_base" in caplog.text
+
+
+def test_the_old_and_the_new_name_together_are_a_mistake(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20",
+                   "ring_timeout = 20\ntwilio_api_base = https://api.twilio.com\ntwilio_media_base = http://x.test")
+    error = error_for(team_files)
+    assert "[shetphone] twilio_media_base: is the old name of twilio_api_base, which is set too" in str(error)
+    assert error.line == line_of(team_files, "twilio_media_base")
+
+
+@pytest.mark.parametrize("queue", ["redis://127.0.0.1:6379/0", "rediss://:pw@redis.example.test:6380/1"])
+def test_message_queue_takes_redis_and_rediss(team_files, queue):
+    replace_in_ini(team_files, "ring_timeout = 20", f"ring_timeout = 20\nmessage_queue = {queue}")
+    assert load(team_files).message_queue == queue
+
+
+@pytest.mark.parametrize(
+    ("queue", "what"),
+    [
+        ("unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
+        ("redis+unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
+        ("redis://", "is not a redis:// or rediss:// URL"),
+        ("redis://127.0.0.1:port/0", "port that is not a number"),
+    ],
+)
+def test_message_queue_that_socketio_or_the_lockout_cannot_use_is_one_line(team_files, queue, what):
+    replace_in_ini(team_files, "ring_timeout = 20", f"ring_timeout = 20\nmessage_queue = {queue}")
+    error = error_for(team_files)
+    assert "\n" not in str(error)
+    assert "[shetphone] message_queue" in str(error) and what in str(error)
+    assert error.line == line_of(team_files, "message_queue")
+
+
+def test_an_empty_secret_key_file_is_refused(team_files):
+    del team_files.environ["SHETPHONE_SECRET_KEY"]
+    key_file = team_files.root / "instance" / "secret_key"
+    key_file.parent.mkdir()
+    key_file.write_text("\n")  # what a crash between creating and writing the file used to leave
+    error = error_for(team_files)
+    assert str(error).startswith(f"{key_file}: is empty; delete it")
+
+
+def test_a_crash_while_writing_the_secret_key_leaves_no_key_file(team_files, monkeypatch):
+    del team_files.environ["SHETPHONE_SECRET_KEY"]
+    instance = team_files.root / "instance"
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    assert "cannot be created: No space left on device" in str(error_for(team_files))
+    assert list(instance.iterdir()) == []  # neither an empty secret_key nor a temporary file
+    monkeypatch.undo()
+    key = load(team_files).secret_key
+    assert len(key) >= 32 and (instance / "secret_key").read_text().strip() == key
+    assert [p.name for p in instance.iterdir()] == ["secret_key"]
+
+
+def test_secrets_stay_out_of_the_settings_repr(team_files):
+    team_files.environ["DISCORD_BOT_TOKEN"] = "discord-bot-token-value"
+    replace_in_ini(team_files, "database = shetphone.sqlite3",
+                   "database = postgresql://u:db-password@db.example.test/phone\n"
+                   "message_queue = redis://:redis-password@127.0.0.1:6379/0")
+    settings = load(team_files)
+    shown = repr(settings)
+    secrets = [team_files.environ["TWILIO_AUTH_TOKEN"], team_files.environ["TWILIO_API_SECRET"],
+               settings.secret_key, "discord-bot-token-value", "db-password", "redis-password"]
+    assert [secret for secret in secrets if secret in shown] == []
+    assert settings.twilio.account_sid in shown and "phone.example.test" in shown  # the rest is still there

@@ -3,7 +3,10 @@
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PASSWORDS, PUBLIC_URL, login, settled, signature_for
+from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, signature_for
+
+from shetphone import create_app
+from shetphone.settings import load_settings
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
@@ -61,6 +64,26 @@ def test_outbound_refusals_say_why_and_never_dial(twilio_post, to, extra, reason
     root = twiml_of(twilio_post("/voice", {**ALICE_CALL, "To": to, **extra}))
     assert reason in said(root)
     assert root.find("Dial") is None
+
+
+@pytest.mark.parametrize(
+    ("to", "reason"),
+    [
+        ("+881612345678", "satellite phones"),  # Iridium: "mobile" in region 001, never in "*"
+        ("+870772001799", "satellite phones"),  # Inmarsat
+        ("07012 345678", "personal numbers"),  # UK 070
+        ("05512 345678", "special rate numbers"),  # UK 055 UAN
+    ],
+)
+def test_toll_fraud_destinations_are_refused_even_with_every_country_allowed(tmp_path, to, reason):
+    files = make_team_files(tmp_path, extra="allowed_countries = *")
+    app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
+    params = {**ALICE_CALL, "To": to}
+    signature = signature_for(files.auth_token, PUBLIC_URL + "/voice", params)
+    root = twiml_of(app.test_client().post("/voice", data=params, headers={"X-Twilio-Signature": signature}))
+    assert reason in said(root)
+    assert root.find("Dial") is None
+    app.extensions["shetphone"].calllog.close()
 
 
 def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app):

@@ -1,6 +1,6 @@
 """Voicemail end to end: unanswered call, recording callback, event, listing, and our audio route.
 
-A local HTTP server stands in for Twilio's media host (``twilio_media_base``): it
+A local HTTP server stands in for Twilio's REST API (``twilio_api_base``): it
 checks the account's credentials and serves bytes, with Range support.
 """
 
@@ -27,7 +27,7 @@ def media_host():
 
 @pytest.fixture
 def team(tmp_path, media_host):
-    files = make_team_files(tmp_path, extra=f"twilio_media_base = {media_host.url}")
+    files = make_team_files(tmp_path, extra=f"twilio_api_base = {media_host.url}")
     media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
     app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
     yield files, app
@@ -124,7 +124,7 @@ def test_logged_out_is_401(team):
 
 
 def test_media_host_down_is_a_clear_502(tmp_path):
-    files = make_team_files(tmp_path, extra="twilio_media_base = http://127.0.0.1:9")
+    files = make_team_files(tmp_path, extra="twilio_api_base = http://127.0.0.1:9")
     app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
     leave_voicemail(files, app.test_client())
     client = app.test_client()

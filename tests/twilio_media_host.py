@@ -1,4 +1,4 @@
-"""A stand-in for Twilio's media host (``twilio_media_base``), for the voicemail tests.
+"""A stand-in for Twilio's REST API (``twilio_api_base``), where recordings are fetched, for the voicemail tests.
 
 It serves ``audio`` at a recording's address to the account's Basic auth only,
 labelled as Twilio labels MP3, with Range support, and records every request.

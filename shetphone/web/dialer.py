@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import phonenumbers
 import requests
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from .. import current_team, voicemail
+from .. import current_team, phone_numbers, voicemail
 from ..tokens import voice_token
 from .auth import api_login_required
 
@@ -23,8 +22,11 @@ def page_config() -> dict:
     team = current_team()
     name = current_user.get_id()
     caller_ids = team.directory.caller_ids_for(name)
-    regions = sorted(team.settings.allowed_countries) if team.settings.allowed_countries is not None else None
-    default_region = phonenumbers.region_code_for_number(phonenumbers.parse(caller_ids[0])) if caller_ids else None
+    # The page offers these as regions a national number is typed in: 001 (+8xx) is none, and
+    # libphonenumber-js knows no calling code for it.
+    policy = team.policy
+    regions = None if policy.every_country else sorted(policy.allowed_countries - {phone_numbers.NON_GEOGRAPHIC})
+    default_region = phone_numbers.region_of(caller_ids[0]) if caller_ids else None
     return {
         "identity": name,
         "caller_ids": list(caller_ids),
@@ -98,7 +100,7 @@ def voicemail_audio(recording_sid: str):
     twilio = team.settings.twilio
     if not (twilio.account_sid and twilio.auth_token):
         return jsonify(error="Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"), 503
-    url = voicemail.media_url(team.settings.twilio_media_base, twilio.account_sid, recording_sid)
+    url = voicemail.media_url(team.settings.twilio_api_base, twilio.account_sid, recording_sid)
     headers = {h: request.headers[h] for h in RANGE_REQUEST_HEADERS if h in request.headers}
     try:
         upstream = requests.get(url, auth=(twilio.account_sid, twilio.auth_token), headers=headers,

@@ -68,7 +68,7 @@ def media_host():
 def server(tmp_path_factory, media_host):
     """This module's server (it replaces conftest's): its Twilio media host is the fake above."""
     root = tmp_path_factory.mktemp("team")
-    files = make_team_files(root, extra=f"twilio_media_base = {media_host.url}")
+    files = make_team_files(root, extra=f"twilio_api_base = {media_host.url}")
     media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
     media_host.audio = spoken_message(root)
     seed_older_calls(f"sqlite:///{root / 'shetphone.sqlite3'}")
