@@ -378,6 +378,27 @@ def test_without_an_auth_token_the_bridge_refuses_to_start(tmp_path):
     assert len(lines) == 1 and "TWILIO_AUTH_TOKEN" in lines[0]
 
 
+WEB_APP_PACKAGES = ("flask", "flask_socketio", "flask_login", "flask_wtf", "werkzeug", "sqlalchemy", "limits",
+                    "passlib")
+
+
+def test_the_bridge_loads_neither_flask_nor_the_web_apps_stores():
+    """``import shetphone.bridge`` goes through shetphone/__init__.py, which must not import the web app."""
+    program = (
+        "import json, sys\n"
+        "import shetphone.bridge\n"
+        "import shetphone.bridge.__main__, shetphone.bridge.server, shetphone.bridge.targets.discord\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert {"shetphone", "websockets", "discord", "twilio"} <= loaded  # it did import the bridge
+    assert loaded.isdisjoint(WEB_APP_PACKAGES), sorted(loaded & set(WEB_APP_PACKAGES))
+
+
 # ----------------------------------------------------------------------------- echo, the return path
 
 
