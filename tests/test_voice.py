@@ -1,9 +1,12 @@
 """The webhooks: TwiML for every case of SPEC §3, and the events they cause."""
 
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import PASSWORDS, PUBLIC_URL, login
+
+from shetphone import stream_auth
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
@@ -78,13 +81,20 @@ def test_inbound_rings_every_client_of_the_number(twilio_post):
     ("to", "target"),
     [("+441595000002", "discord:123456789012345678"), ("+441595000003", "echo")],
 )
-def test_inbound_to_a_stream_target(twilio_post, to, target):
+def test_inbound_to_a_stream_target(twilio_post, settings, to, target):
     root = twiml_of(twilio_post("/voice", {**INBOUND, "To": to}))
     stream = root.find("Connect/Stream")
     assert stream.get("url") == "wss://phone.example.test/media/stream"
     parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert parameters["target"] == target
     assert parameters["from"] == INBOUND["From"]
+    # The bridge admits the stream with this, for this call and target only, for a few minutes.
+    grant = stream_auth.verify(settings.secret_key, parameters["auth"], INBOUND["CallSid"], target)
+    assert 0 < grant.expires - time.time() <= stream_auth.DEFAULT_TTL
+    with pytest.raises(stream_auth.StreamAuthError):
+        stream_auth.verify(settings.secret_key, parameters["auth"], "CA" + "9" * 32, target)
+    with pytest.raises(stream_auth.StreamAuthError):
+        stream_auth.verify("another key", parameters["auth"], INBOUND["CallSid"], target)
 
 
 def test_anything_else_is_said_and_hung_up(twilio_post):
