@@ -95,6 +95,8 @@ class BridgeSettings:
     host: str = "127.0.0.1"
     port: int = 5001
     text_channel: int | None = None
+    max_calls: int = 100  # streams at once; more are refused
+    max_call_minutes: int = 240  # a stream is ended after this long
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ MAIN_KEYS = {
     "twilio_media_base",
     "proxy_hops",
 }
-BRIDGE_KEYS = {"listen", "text_channel"}
+BRIDGE_KEYS = {"listen", "text_channel", "max_calls", "max_call_minutes"}
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
 SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
 
@@ -459,6 +461,10 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     text_channel = bridge_items.get("text_channel") or None
     if text_channel and not SNOWFLAKE.match(text_channel):
         raise ini.error(SECTION_BRIDGE, "text_channel", f"{text_channel!r} is not a Discord channel ID")
+    max_calls = _parse_int(ini, SECTION_BRIDGE, "max_calls", bridge_items.get("max_calls") or "100", 1, 10000, "calls")
+    max_call_minutes = _parse_int(
+        ini, SECTION_BRIDGE, "max_call_minutes", bridge_items.get("max_call_minutes") or "240", 1, 10080, "minutes"
+    )
 
     instance_path = root / "instance"
     return Settings(
@@ -479,7 +485,13 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         message_queue=message_queue,
         numbers=MappingProxyType(numbers),
         clients=MappingProxyType(clients),
-        bridge=BridgeSettings(host=host, port=port, text_channel=int(text_channel) if text_channel else None),
+        bridge=BridgeSettings(
+            host=host,
+            port=port,
+            text_channel=int(text_channel) if text_channel else None,
+            max_calls=max_calls,
+            max_call_minutes=max_call_minutes,
+        ),
         twilio=TwilioSettings(
             account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
             auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
