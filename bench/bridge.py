@@ -50,9 +50,12 @@ from shetphone.bridge.server import Bridge, BridgeConfig, make_targets  # noqa: 
 from shetphone.bridge.session import JITTER_PREFILL_FRAMES, Session  # noqa: E402
 from shetphone.bridge.targets import Target  # noqa: E402
 from shetphone.bridge.targets.discord import DiscordHub, DiscordTarget  # noqa: E402
+from shetphone.stream_auth import mint  # noqa: E402
 
 TARGET_MS = 40.0
 TOKEN = "bench-auth-token"
+ACCOUNT = "AC" + "b" * 32
+SECRET = "bench-secret-key"
 HOST = "phone.example.org"
 PATH = "/media/stream"
 CHANNEL = 123456789012345678
@@ -173,11 +176,13 @@ def media(sid: str, payload: bytes) -> str:
 
 
 def start(sid: str, target: str) -> str:
+    call_sid = "CA" + sid[2:]
+    parameters = {"target": target, "auth": mint(SECRET, call_sid, target)}
     return json.dumps(
         {
             "event": "start",
             "streamSid": sid,
-            "start": {"streamSid": sid, "callSid": "CA" + sid[2:], "customParameters": {"target": target}},
+            "start": {"streamSid": sid, "callSid": call_sid, "accountSid": ACCOUNT, "customParameters": parameters},
         }
     )
 
@@ -235,7 +240,8 @@ def run_scenario(bursts: int, background_calls: int) -> dict[str, Any]:
             return DiscordTarget(hub, CHANNEL, start.stream_sid, caller)
         return echo_only(spec, start, caller)
 
-    bridge = Bridge(BridgeConfig(TOKEN, HOST), make_target, on_tick=on_tick)
+    config = BridgeConfig(TOKEN, HOST, ACCOUNT, SECRET, allowed_targets={"echo", f"discord:{CHANNEL}"})
+    bridge = Bridge(config, make_target, on_tick=on_tick)
     ready = threading.Event()
     state: dict[str, Any] = {}
 

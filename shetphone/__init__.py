@@ -1,16 +1,23 @@
-"""Shetphone: a browser telephone on Twilio for small teams."""
+"""Shetphone: a browser telephone on Twilio for small teams.
+
+Flask and the team's stores (SQLAlchemy, limits, passlib) are imported inside
+``create_app`` and ``current_team``, not here: ``python -m shetphone.bridge``
+imports this package too, and must not load the web app to serve audio.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any
-
-from flask import Flask, current_app
+from typing import TYPE_CHECKING, Any
 
 from .settings import ConfigError, Settings, load_settings
-from .team import Team, build_team
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .team import Team
 
 __all__ = ["ConfigError", "create_app", "current_team"]
 
@@ -20,6 +27,8 @@ log = logging.getLogger("shetphone")
 
 
 def current_team() -> Team:
+    from flask import current_app
+
     return current_app.extensions["shetphone"]
 
 
@@ -36,8 +45,11 @@ def create_app(
     """
     if async_mode not in ASYNC_MODES:
         raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
+    from flask import Flask
+
     from . import realtime
     from .extensions import csrf, login_manager
+    from .team import build_team
     from .web import auth, dialer, security, voice
 
     settings = settings or load_settings(root)

@@ -279,6 +279,10 @@ class BridgeSettings:
         "``HOST:PORT`` where the media bridge takes Twilio's Media Streams")
     text_channel: int | None = key(
         SECTION_BRIDGE, "text_channel", discord_id, None, "a Discord text channel told when calls start and end")
+    max_calls: int = key(
+        SECTION_BRIDGE, "max_calls", whole(1, 10000, "calls"), "100", "streams at once; more are refused")
+    max_call_minutes: int = key(
+        SECTION_BRIDGE, "max_call_minutes", whole(1, 10080, "minutes"), "240", "a stream is ended after this long")
 
     @property
     def host(self) -> str:

@@ -1,4 +1,5 @@
-"""Helpers for the media bridge tests: a client that plays Twilio, signals, a bridge in a thread.
+"""Helpers for the media bridge tests: a client that plays Twilio, signals, a bridge in a thread,
+and a fake discord.py client.
 
 Imported by the test_bridge_* modules (pytest puts tests/ on sys.path).
 """
@@ -15,15 +16,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import discord
 import numpy as np
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
+from shetphone import stream_auth
 from shetphone.bridge.audio import ulaw_encode
 from shetphone.bridge.server import Bridge, BridgeConfig
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "0" * 32
+SECRET_KEY = "test-secret-key-for-stream-auth"
 PUBLIC_HOST = "phone.example.org"
+VOICE = 123456789012345678
+OTHER_VOICE = 223456789012345678
+TEXT = 323456789012345679
+ALLOWED_TARGETS = frozenset({"echo", f"discord:{VOICE}"})  # what [shetphone:numbers] would configure
 MEDIA_PATH = "/media/stream"
 FRAME_SECONDS = 0.02
 PHONE_RATE = 8000
@@ -96,18 +105,31 @@ class TwilioStream:
     async def connected(self) -> None:
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
-    async def start(self, target: str = "echo", **parameters: str) -> None:
+    async def start(
+        self,
+        target: str = "echo",
+        *,
+        auth: str | None = None,
+        account_sid: str = ACCOUNT_SID,
+        secret_key: str = SECRET_KEY,
+        **parameters: str,
+    ) -> None:
+        """Twilio's start; ``auth`` by default is what /voice would have minted for this call and target
+        (pass ``auth=""`` for none)."""
+        if auth is None:
+            auth = stream_auth.mint(secret_key, self.call_sid, target)
+        custom = {"target": target, **({"auth": auth} if auth else {}), **parameters}
         await self.send(
             {
                 "event": "start",
                 "sequenceNumber": self._next(),
                 "start": {
-                    "accountSid": "AC" + "0" * 32,
+                    "accountSid": account_sid,
                     "streamSid": self.stream_sid,
                     "callSid": self.call_sid,
                     "tracks": ["inbound"],
                     "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                    "customParameters": {"target": target, **parameters},
+                    "customParameters": custom,
                 },
                 "streamSid": self.stream_sid,
             }
@@ -226,11 +248,24 @@ async def open_stream(port: int, n: int = 1, *, path: str = MEDIA_PATH) -> Twili
     return TwilioStream(websocket, stream_sid(n), call_sid(n))
 
 
+def bridge_config(record_dir: Path | None = None, **overrides: Any) -> BridgeConfig:
+    """The test bridge's configuration: our account, secret key and configured targets."""
+    return BridgeConfig(
+        AUTH_TOKEN,
+        PUBLIC_HOST,
+        account_sid=ACCOUNT_SID,
+        secret_key=SECRET_KEY,
+        allowed_targets=ALLOWED_TARGETS,
+        record_dir=record_dir,
+        **overrides,
+    )
+
+
 class ThreadedBridge:
     """A real Bridge serving on 127.0.0.1 (a free port) from its own thread and event loop."""
 
-    def __init__(self, record_dir: Path | None = None, **bridge_kwargs: Any) -> None:
-        self.bridge = Bridge(BridgeConfig(AUTH_TOKEN, PUBLIC_HOST, record_dir), **bridge_kwargs)
+    def __init__(self, record_dir: Path | None = None, config: BridgeConfig | None = None, **bridge_kwargs: Any):
+        self.bridge = Bridge(config or bridge_config(record_dir), **bridge_kwargs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -297,3 +332,78 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interva
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(interval)
+
+
+# ----------------------------------------------------------------------------- a fake discord.py boundary
+
+
+class FakeVoiceClient:
+    def __init__(self, channel: FakeVoiceChannel) -> None:
+        self.channel = channel
+        self.connected = True
+        self.source = None
+        self.plays = 0
+        self.disconnected = False
+
+    def is_connected(self) -> bool:
+        return self.connected and not self.disconnected
+
+    def is_playing(self) -> bool:
+        return self.source is not None and self.is_connected()
+
+    def play(self, source, *, after=None) -> None:
+        assert isinstance(source, discord.AudioSource)
+        self.source = source
+        self.plays += 1
+
+    def stop(self) -> None:
+        self.source = None
+
+    async def disconnect(self, *, force: bool = False) -> None:
+        self.disconnected = True
+        self.channel.client.events.append(("leave", self.channel.id))
+
+
+class FakeVoiceChannel:
+    def __init__(self, client: FakeClient, channel_id: int) -> None:
+        self.client = client
+        self.id = channel_id
+        self.voice_clients: list[FakeVoiceClient] = []
+        self.failures = 0
+
+    async def connect(self, *, timeout: float, reconnect: bool, self_deaf: bool = False) -> FakeVoiceClient:
+        assert reconnect is True
+        if self.failures:
+            self.failures -= 1
+            raise discord.ClientException("voice handshake failed")
+        self.client.events.append(("join", self.id))
+        voice = FakeVoiceClient(self)
+        self.voice_clients.append(voice)
+        return voice
+
+
+class FakeTextChannel:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def send(self, content: str, *, allowed_mentions=None) -> None:
+        assert allowed_mentions is not None
+        self.messages.append(content)
+
+
+class FakeClient:
+    """What DiscordHub uses of discord.Client, and nothing more."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+        self.voice = {VOICE: FakeVoiceChannel(self, VOICE), OTHER_VOICE: FakeVoiceChannel(self, OTHER_VOICE)}
+        self.text = FakeTextChannel()
+
+    async def wait_until_ready(self) -> None:
+        return None
+
+    def get_channel(self, channel_id: int):
+        return self.voice.get(channel_id) or (self.text if channel_id == TEXT else None)
+
+    async def fetch_channel(self, channel_id: int):
+        raise discord.NotFound(response=type("R", (), {"status": 404, "reason": "Not Found"})(), message="gone")

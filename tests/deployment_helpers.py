@@ -319,7 +319,9 @@ class Bridge:
     def __init__(self, team: Team, logs: Path):
         env = {**os.environ, **team.environ, "PYTHONUNBUFFERED": "1"}
         self.port = team.bridge_port
-        self.process = Process("bridge", [sys.executable, "-m", "shetphone.bridge"], logs / "bridge.log", env=env)
+        # Its used stream auth values in the team's directory, not the checkout's instance/.
+        argv = [sys.executable, "-m", "shetphone.bridge", "--state", str(team.root / "bridge-state")]
+        self.process = Process("bridge", argv, logs / "bridge.log", env=env)
 
     def start(self) -> Bridge:
         self.process.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -22,12 +23,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bridge_helpers import (
+    ACCOUNT_SID,
     AUTH_TOKEN,
     MEDIA_PATH,
+    OTHER_VOICE,
     PUBLIC_HOST,
+    SECRET_KEY,
+    TEXT,
+    VOICE,
+    FakeClient,
     ThreadedBridge,
     TwilioStream,
     band_energy,
+    bridge_config,
     call_sid,
     frames_of,
     free_port,
@@ -45,7 +53,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from shetphone.bridge.audio import Uplink, ulaw_decode, ulaw_encode
-from shetphone.bridge.session import OUTBOX_MAX_MESSAGES
+from shetphone.bridge.protocol import Start
+from shetphone.bridge.server import make_targets
+from shetphone.bridge.session import OUTBOX_MAX_MESSAGES, Outbox, Session
+from shetphone.bridge.targets.discord import DiscordHub
+from shetphone.bridge.targets.echo import EchoTarget
+from shetphone.stream_auth import mint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(60)
@@ -64,24 +77,35 @@ HEAD_START_FRAMES = 5  # like Twilio's own bursts: the jitter buffer is never st
 class BridgeProcess:
     """``python -m shetphone.bridge`` with a throwaway ini, stderr captured to a file."""
 
-    def __init__(self, tmp_path: Path, *args: str, auth_token: str | None = AUTH_TOKEN, ini_extra: str = "") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        auth_token: str | None = AUTH_TOKEN,
+        account_sid: str | None = ACCOUNT_SID,
+        ini_extra: str = "",
+        bridge_extra: str = "",
+    ) -> None:
         self.port = free_port()
         self.ini = tmp_path / "shetphone.ini"
         self.ini.write_text(
             f"[shetphone]\npublic_url = https://{PUBLIC_HOST}\n{ini_extra}\n"
-            f"[shetphone:bridge]\nlisten = 127.0.0.1:{self.port}\n",
+            f"[shetphone:numbers]\n+441595000002 = discord:{VOICE}\n+441595000003 = echo\n"
+            f"[shetphone:bridge]\nlisten = 127.0.0.1:{self.port}\n{bridge_extra}\n",
             encoding="utf-8",
         )
         self.env = {
             **os.environ,
             "SHETPHONE_CONFIG": str(self.ini),
-            "SHETPHONE_SECRET_KEY": "test",
+            "SHETPHONE_SECRET_KEY": SECRET_KEY,
             "DISCORD_BOT_TOKEN": "",
             "TWILIO_AUTH_TOKEN": auth_token or "",
+            "TWILIO_ACCOUNT_SID": account_sid or "",
             "PYTHONPATH": str(ROOT),
         }
         self.stderr_path = tmp_path / "bridge.stderr"
-        self.args = args
+        # The used auth values go to the test's directory, not the checkout's instance/.
+        self.args = ("--state", str(tmp_path / "state"), *args)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BridgeProcess:
@@ -378,6 +402,73 @@ def test_without_an_auth_token_the_bridge_refuses_to_start(tmp_path):
     assert len(lines) == 1 and "TWILIO_AUTH_TOKEN" in lines[0]
 
 
+def test_without_an_account_sid_the_bridge_refuses_to_start(tmp_path):
+    result = BridgeProcess(tmp_path, account_sid=None).run()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TWILIO_ACCOUNT_SID" in lines[0]
+
+
+def test_a_state_directory_that_cannot_be_made_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "occupied").write_text("a file, not a directory")
+    bridge = BridgeProcess(tmp_path)
+    bridge.args = ("--state", str(tmp_path / "occupied" / "state"))
+    result = bridge.run()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stream-auth-used" in lines[0] and "cannot be opened" in lines[0]
+
+
+def test_an_auth_used_before_a_restart_of_the_bridge_is_refused_after_it(tmp_path):
+    auth = mint(SECRET_KEY, call_sid(31), "echo")
+
+    async def call(port: int) -> tuple[int | None, str | None, int]:
+        stream = await open_stream(port, 31)
+        await stream.start("echo", auth=auth)
+        echoes = 0
+        try:
+            await stream.play(tone(440, 0.3), head_start=HEAD_START_FRAMES)
+            while echoes < 5:  # the bridge took the stream: its echo comes back
+                await asyncio.wait_for(stream.ws.recv(), 5)
+                echoes += 1
+            await stream.stop()
+        except ConnectionClosed:
+            pass
+        await _drain(stream)
+        return stream.ws.close_code, stream.ws.close_reason, echoes
+
+    with BridgeProcess(tmp_path) as first:
+        assert asyncio.run(call(first.port)) == (1000, "stream stopped", 5)
+        assert first.terminate() == 0
+    with BridgeProcess(tmp_path) as second:  # the same instance (state) directory
+        code, reason, echoes = asyncio.run(call(second.port))
+        assert (code, echoes) == (1008, 0)
+        assert reason == "the 'auth' stream parameter was used already"
+        assert second.terminate() == 0
+    assert "stream refused: the 'auth' stream parameter was used already" in second.stderr
+
+
+WEB_APP_PACKAGES = ("flask", "flask_socketio", "flask_login", "flask_wtf", "werkzeug", "sqlalchemy", "limits",
+                    "passlib")
+
+
+def test_the_bridge_loads_neither_flask_nor_the_web_apps_stores():
+    """``import shetphone.bridge`` goes through shetphone/__init__.py, which must not import the web app."""
+    program = (
+        "import json, sys\n"
+        "import shetphone.bridge\n"
+        "import shetphone.bridge.__main__, shetphone.bridge.server, shetphone.bridge.targets.discord\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert {"shetphone", "websockets", "discord", "twilio"} <= loaded  # it did import the bridge
+    assert loaded.isdisjoint(WEB_APP_PACKAGES), sorted(loaded & set(WEB_APP_PACKAGES))
+
+
 # ----------------------------------------------------------------------------- echo, the return path
 
 
@@ -409,11 +500,18 @@ def test_echo_returns_the_callers_tone_on_the_callers_stream():
 # ----------------------------------------------------------------------------- bad messages
 
 
-def valid_start(n: int, target: str = "echo") -> str:
+def valid_start(n: int, target: str = "echo", ttl: int = 300) -> str:
+    """A start that passes every check; a ttl of its own gives it an auth value of its own."""
+    auth = mint(SECRET_KEY, call_sid(n), target, ttl=ttl)
     return json.dumps(
         {
             "event": "start",
-            "start": {"streamSid": stream_sid(n), "callSid": call_sid(n), "customParameters": {"target": target}},
+            "start": {
+                "streamSid": stream_sid(n),
+                "callSid": call_sid(n),
+                "accountSid": ACCOUNT_SID,
+                "customParameters": {"target": target, "auth": auth},
+            },
             "streamSid": stream_sid(n),
         }
     )
@@ -436,8 +534,10 @@ bad_message = st.one_of(
               st.sampled_from(["start", "media", "dtmf", "mark", "stop", "clear", "x"]), junk_json),
     st.text(max_size=30).map(lambda p: media(900, p)),  # bad base64, wrong stream, media before start
     st.binary(min_size=1, max_size=400).map(lambda b: media(900, base64.b64encode(b).decode())),  # odd sizes
-    st.sampled_from(["echo", "discord:1", "discord:123456789012345678", "", "sip:x"]).map(
-        lambda t: valid_start(900, t)
+    st.builds(
+        lambda t, ttl: valid_start(900, t, ttl),
+        st.sampled_from(["echo", "discord:1", "discord:123456789012345678", "", "sip:x"]),
+        st.integers(60, 3600),
     ),
 )
 
@@ -608,3 +708,188 @@ def _write_buffer(bridge: ThreadedBridge, sid: str) -> int:
     for connection in bridge.bridge.server.connections:
         return connection.transport.get_write_buffer_size()
     return 0
+
+
+# ----------------------------------------------------------------------------- stream auth (SPEC §5)
+
+
+DISCORD = f"discord:{VOICE}"
+
+
+async def refused(stream: TwilioStream) -> tuple[int | None, str | None]:
+    """The close code and reason of a stream the bridge should end, and that nothing came back."""
+    received = []
+    try:
+        async for message in stream.ws:
+            received.append(message)
+    except ConnectionClosed:
+        pass
+    assert received == [], "a refused stream was sent audio"
+    return stream.ws.close_code, stream.ws.close_reason
+
+
+@pytest.mark.parametrize(
+    ("start", "why"),
+    [
+        ({"auth": ""}, "no 'auth' stream parameter"),
+        ({"auth": mint(SECRET_KEY, call_sid(99), DISCORD)}, "not made for this call and target"),
+        ({"auth": mint(SECRET_KEY, call_sid(1), "echo")}, "not made for this call and target"),
+        ({"auth": mint("another app's key", call_sid(1), DISCORD)}, "not made for this call and target"),
+        ({"auth": mint(SECRET_KEY, call_sid(1), DISCORD, now=time.time() - 301)}, "expired"),
+        ({"auth": "v1.9999999999.forged"}, "malformed"),
+        ({"account_sid": "AC" + "9" * 32}, "accountSid AC99999999999999999999999999999999 is not ours"),
+        ({"target": f"discord:{OTHER_VOICE}"}, f"target discord:{OTHER_VOICE} is not configured"),
+    ],
+    ids=["no auth", "another call", "another target", "another key", "expired", "forged", "another account",
+         "unconfigured target"],
+)
+def test_a_start_without_valid_auth_is_refused_and_reaches_no_target(start, why, caplog):
+    client = FakeClient()
+    hub = DiscordHub(client, TEXT, keeper_interval=0.01)
+    with ThreadedBridge(make_target=make_targets(hub)) as bridge:
+
+        async def calls() -> tuple[int | None, str | None]:
+            stream = await open_stream(bridge.port, 1)
+            target = start.get("target", DISCORD)
+            auth = start.get("auth", mint(SECRET_KEY, call_sid(1), target))
+            account = start.get("account_sid", ACCOUNT_SID)
+            await stream.start(target, auth=auth, account_sid=account, **{"from": "+441595000666"})
+            with contextlib.suppress(ConnectionClosed):
+                await stream.play(tone(440, 0.2))  # the refusal may come while the caller speaks
+            outcome = await asyncio.wait_for(refused(stream), 5)
+            assert bridge.call(lambda: (len(bridge.bridge.sessions), dict(hub.channels))) == (0, {})
+            # A genuine call is let in, joins and is announced: the fake sees what a refused one would do.
+            genuine = await open_stream(bridge.port, 2)
+            await genuine.start(DISCORD, **{"from": "+441595000777"})
+            await wait_for(lambda: bridge.call(lambda: ("join", VOICE) in client.events))
+            await wait_for(lambda: bridge.call(lambda: any("+441595000777" in m for m in client.text.messages)))
+            await genuine.stop()
+            await _drain(genuine)
+            return outcome
+
+        code, reason = asyncio.run(calls())
+    assert code == 1008 and why in reason
+    assert client.events.count(("join", VOICE)) == 1 and ("join", OTHER_VOICE) not in client.events
+    assert not any("+441595000666" in message for message in client.text.messages)
+    refusals = [r.getMessage() for r in caplog.records if "stream refused" in r.getMessage()]
+    assert refusals == [f"stream {stream_sid(1)}: stream refused: {reason}"]
+
+
+def test_an_auth_value_admits_one_stream_however_often_it_is_replayed():
+    with ThreadedBridge() as bridge:
+
+        async def calls() -> list[tuple[int | None, str | None]]:
+            auth = mint(SECRET_KEY, call_sid(1), "echo")
+            genuine = await open_stream(bridge.port, 1)
+            await genuine.start("echo", auth=auth)
+            await wait_for(lambda: bridge.call(lambda: stream_sid(1) in bridge.bridge.sessions))
+            outcomes = []
+            for n in (2, 3):  # replayed while the call runs, as another stream of the same call
+                replay = await open_stream(bridge.port, n)
+                replay.call_sid = call_sid(1)
+                await replay.start("echo", auth=auth)
+                outcomes.append(await asyncio.wait_for(refused(replay), 5))
+            assert bridge.call(lambda: list(bridge.bridge.sessions)) == [stream_sid(1)]  # the call goes on
+            await genuine.play(tone(440, 0.2), head_start=HEAD_START_FRAMES)
+            assert json.loads(await asyncio.wait_for(genuine.ws.recv(), 5))["streamSid"] == stream_sid(1)
+            await genuine.stop()
+            await _drain(genuine)
+            after = await open_stream(bridge.port, 1)  # replayed after the call, as the same stream
+            await after.start("echo", auth=auth)
+            outcomes.append(await asyncio.wait_for(refused(after), 5))
+            return outcomes
+
+        outcomes = asyncio.run(calls())
+    assert outcomes == [(1008, "the 'auth' stream parameter was used already")] * 3
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def upgrade_status(port: int) -> int:
+    return status_of(port, signature=sign())
+
+
+def test_a_stream_beyond_max_calls_is_refused_at_the_upgrade_until_one_ends():
+    with ThreadedBridge(config=bridge_config(max_calls=2)) as bridge:
+
+        async def calls() -> tuple[int, int]:
+            first, second = await open_stream(bridge.port, 1), await open_stream(bridge.port, 2)
+            await first.start("echo")
+            await second.start("echo")
+            await wait_for(lambda: bridge.call(lambda: len(bridge.bridge.sessions)) == 2)
+            beyond = await asyncio.to_thread(upgrade_status, bridge.port)
+            await first.stop()
+            await _drain(first)
+            await wait_for(lambda: bridge.call(lambda: len(bridge.bridge.connections)) == 1)
+            room_again = await asyncio.to_thread(upgrade_status, bridge.port)
+            await second.stop()
+            await _drain(second)
+            return beyond, room_again
+
+        assert asyncio.run(calls()) == (503, 101)
+
+
+def test_a_start_that_raced_past_the_upgrade_check_is_refused_beyond_max_calls():
+    """Two upgrades at once can both pass check_request; the start is checked against the calls running."""
+    with ThreadedBridge(config=bridge_config(max_calls=1)) as bridge:
+        running = Session(Start(stream_sid(50), call_sid(50), ACCOUNT_SID, ("inbound",)), EchoTarget(), Outbox())
+        bridge.call(lambda: bridge.bridge.sessions.update({stream_sid(50): running}))  # the other upgrade's call
+
+        async def call() -> tuple[int | None, str | None]:
+            stream = await open_stream(bridge.port, 1)
+            await stream.start("echo")
+            return await asyncio.wait_for(refused(stream), 5)
+
+        assert asyncio.run(call()) == (1013, "already 1 calls (max_calls)")
+
+
+def test_a_stream_is_ended_after_max_call_minutes(tmp_path):
+    with ThreadedBridge(config=bridge_config(tmp_path, max_call_seconds=0.5)) as bridge:
+
+        async def call() -> tuple[int | None, str | None]:
+            stream = await open_stream(bridge.port, 1)
+            await stream.start("echo")
+            player = asyncio.create_task(stream.play(tone(440, 30.0), head_start=HEAD_START_FRAMES))
+            await _drain(stream)  # until the bridge closes it, with media flowing all along
+            player.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await player
+            return stream.ws.close_code, stream.ws.close_reason
+
+        outcome = asyncio.run(call())
+        assert bridge.call(lambda: len(bridge.bridge.sessions)) == 0
+    assert outcome == (1008, "longer than max_call_minutes (0.5 s)")
+    samples, rate, _ = read_wav(tmp_path / f"{call_sid(1)}.wav")  # the recording was finalised
+    assert rate == 48000 and len(samples) > 0
+
+
+def test_a_stream_without_media_for_the_timeout_is_ended_and_one_with_media_is_not():
+    with ThreadedBridge(config=bridge_config(media_timeout=1.0)) as bridge:
+
+        async def calls() -> list[tuple[int | None, str | None]]:
+            talking, falls_silent = await open_stream(bridge.port, 1), await open_stream(bridge.port, 2)
+            never_starts = await open_stream(bridge.port, 3)
+            await talking.start("echo")
+            await falls_silent.start("echo")
+            reader = asyncio.create_task(_drain(talking))
+            player = asyncio.create_task(talking.play(tone(440, 30.0), head_start=HEAD_START_FRAMES))
+            await falls_silent.play(tone(640, 0.2), head_start=HEAD_START_FRAMES)
+            outcomes = []
+            for stream in (falls_silent, never_starts):
+                await asyncio.wait_for(_drain(stream), 10)
+                outcomes.append((stream.ws.close_code, stream.ws.close_reason))
+            # By now the talking stream has lived past the timeout: its media kept it open.
+            assert talking.ws.close_code is None
+            assert bridge.call(lambda: list(bridge.bridge.sessions)) == [stream_sid(1)]
+            player.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await player
+            await talking.stop()
+            await reader
+            assert talking.ws.close_code == 1000
+            await wait_for(lambda: bridge.call(lambda: len(bridge.bridge.connections)) == 0)
+            return outcomes
+
+        outcomes = asyncio.run(calls())
+    assert outcomes == [(1008, "no media for 1 s")] * 2

@@ -9,6 +9,7 @@ import wave
 import discord
 import numpy as np
 import pytest
+from bridge_helpers import OTHER_VOICE, TEXT, VOICE, FakeClient
 
 from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME
 from shetphone.bridge.protocol import Start
@@ -22,10 +23,6 @@ from shetphone.bridge.targets.discord import (
 )
 from shetphone.bridge.targets.echo import EchoTarget
 from shetphone.bridge.targets.recorder import WavRecorder
-
-VOICE = 123456789012345678
-OTHER_VOICE = 223456789012345678
-TEXT = 323456789012345679
 
 
 def frame_of(value: int) -> bytes:
@@ -141,79 +138,7 @@ def test_notifications_cannot_mention_or_format():
     assert "**x**" not in text
 
 
-# ----------------------------------------------------------------------------- a fake discord.py boundary
-
-
-class FakeVoiceClient:
-    def __init__(self, channel: FakeVoiceChannel) -> None:
-        self.channel = channel
-        self.connected = True
-        self.source = None
-        self.plays = 0
-        self.disconnected = False
-
-    def is_connected(self) -> bool:
-        return self.connected and not self.disconnected
-
-    def is_playing(self) -> bool:
-        return self.source is not None and self.is_connected()
-
-    def play(self, source, *, after=None) -> None:
-        assert isinstance(source, discord.AudioSource)
-        self.source = source
-        self.plays += 1
-
-    def stop(self) -> None:
-        self.source = None
-
-    async def disconnect(self, *, force: bool = False) -> None:
-        self.disconnected = True
-        self.channel.client.events.append(("leave", self.channel.id))
-
-
-class FakeVoiceChannel:
-    def __init__(self, client: FakeClient, channel_id: int) -> None:
-        self.client = client
-        self.id = channel_id
-        self.voice_clients: list[FakeVoiceClient] = []
-        self.failures = 0
-
-    async def connect(self, *, timeout: float, reconnect: bool, self_deaf: bool = False) -> FakeVoiceClient:
-        assert reconnect is True
-        if self.failures:
-            self.failures -= 1
-            raise discord.ClientException("voice handshake failed")
-        self.client.events.append(("join", self.id))
-        voice = FakeVoiceClient(self)
-        self.voice_clients.append(voice)
-        return voice
-
-
-class FakeTextChannel:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def send(self, content: str, *, allowed_mentions=None) -> None:
-        assert allowed_mentions is not None
-        self.messages.append(content)
-
-
-class FakeClient:
-    """What DiscordHub uses of discord.Client, and nothing more."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, int]] = []
-        self.voice = {VOICE: FakeVoiceChannel(self, VOICE), OTHER_VOICE: FakeVoiceChannel(self, OTHER_VOICE)}
-        self.text = FakeTextChannel()
-
-    async def wait_until_ready(self) -> None:
-        return None
-
-    def get_channel(self, channel_id: int):
-        return self.voice.get(channel_id) or (self.text if channel_id == TEXT else None)
-
-    async def fetch_channel(self, channel_id: int):
-        raise discord.NotFound(response=type("R", (), {"status": 404, "reason": "Not Found"})(), message="gone")
+# ----------------------------------------------------------------------------- the hub, at the fake discord.py boundary
 
 
 async def until(condition, timeout: float = 5.0) -> None:

@@ -305,12 +305,18 @@ def test_nginx_caps_login_posts_per_address_and_never_counts_the_login_page(clus
 
 
 def test_media_streams_upgrade_reaches_the_bridge_through_nginx(cluster):
+    import xml.etree.ElementTree as ET
+
     from bridge_helpers import TwilioStream, sign, tone
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
     host = f"127.0.0.1:{cluster.https_port}"
     context = ssl.create_default_context(cafile=str(cluster.cert))
+    # The stream's parameters as the app gives them to Twilio: the bridge must accept the app's auth.
+    answer = cluster.post_signed("/voice", {"CallSid": sid("7"), "From": CALLER, "To": "+441595000003"})
+    stream_element = ET.fromstring(answer.text).find("Connect/Stream")
+    parameters = {p.get("name"): p.get("value") for p in stream_element.findall("Parameter")}
 
     async def call() -> tuple[list[dict], int]:
         headers = {"X-Twilio-Signature": sign(host=host, token=cluster.team.auth_token)}
@@ -318,7 +324,7 @@ def test_media_streams_upgrade_reaches_the_bridge_through_nginx(cluster):
                            proxy=None) as websocket:
             stream = TwilioStream(websocket, "MZ" + "7" * 32, sid("7"))
             await stream.connected()
-            await stream.start("echo")
+            await stream.start(account_sid=cluster.team.environ["TWILIO_ACCOUNT_SID"], **parameters)
             echoed = await stream.play_echo_paced(tone(440, 0.4))
             await stream.stop()
         try:

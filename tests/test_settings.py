@@ -63,6 +63,15 @@ def test_good_configuration_is_parsed_into_frozen_settings(team_files):
         settings.numbers["+441595000009"] = settings.numbers["+441595000003"]
 
 
+def test_the_bridge_limits_default_to_100_calls_of_240_minutes(team_files):
+    bridge = load(team_files).bridge
+    assert (bridge.max_calls, bridge.max_call_minutes) == (100, 240)
+    listen = "listen = 127.0.0.1:5001"
+    replace_in_ini(team_files, listen, f"{listen}\nmax_calls = 3\nmax_call_minutes = 60")
+    bridge = load(team_files).bridge
+    assert (bridge.max_calls, bridge.max_call_minutes) == (3, 60)
+
+
 def test_inline_comments_and_lists_with_commas(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds\nallowed_countries = gb, IE  ; two")
     settings = load(team_files)
@@ -140,6 +149,10 @@ def test_secret_key_is_generated_once_with_mode_0600(team_files):
         ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:99999", "[shetphone:bridge] listen", "out of range"),
         ("text_channel = 123456789012345679", "text_channel = general", "[shetphone:bridge] text_channel",
          "Discord channel"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\nmax_calls = 0", "[shetphone:bridge] max_calls",
+         "out of range"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\nmax_call_minutes = long",
+         "[shetphone:bridge] max_call_minutes", "whole number"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):

@@ -1,5 +1,6 @@
 """The webhooks: TwiML for every case of SPEC §3, and the events they cause."""
 
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -7,6 +8,8 @@ from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, sig
 
 from shetphone import create_app
 from shetphone.settings import load_settings
+
+from shetphone import stream_auth
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
@@ -129,13 +132,20 @@ def test_with_nobody_left_to_ring_and_no_voicemail_the_caller_is_told(app_with, 
     ("to", "target"),
     [("+441595000002", "discord:123456789012345678"), ("+441595000003", "echo")],
 )
-def test_inbound_to_a_stream_target(twilio_post, to, target):
+def test_inbound_to_a_stream_target(twilio_post, settings, to, target):
     root = twiml_of(twilio_post("/voice", {**INBOUND, "To": to}))
     stream = root.find("Connect/Stream")
     assert stream.get("url") == "wss://phone.example.test/media/stream"
     parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert parameters["target"] == target
     assert parameters["from"] == INBOUND["From"]
+    # The bridge admits the stream with this, for this call and target only, for a few minutes.
+    grant = stream_auth.verify(settings.secret_key, parameters["auth"], INBOUND["CallSid"], target)
+    assert 0 < grant.expires - time.time() <= stream_auth.DEFAULT_TTL
+    with pytest.raises(stream_auth.StreamAuthError):
+        stream_auth.verify(settings.secret_key, parameters["auth"], "CA" + "9" * 32, target)
+    with pytest.raises(stream_auth.StreamAuthError):
+        stream_auth.verify("another key", parameters["auth"], INBOUND["CallSid"], target)
 
 
 def test_anything_else_is_said_and_hung_up(twilio_post):

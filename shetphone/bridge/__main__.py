@@ -1,4 +1,4 @@
-"""``python -m shetphone.bridge [--record DIR]``: the Twilio Media Streams bridge.
+"""``python -m shetphone.bridge [--record DIR] [--state DIR]``: the Twilio Media Streams bridge.
 
 Exit status: 0 after SIGTERM or SIGINT (sessions closed, recordings finalised),
 2 when the configuration is wrong (one clear line on stderr, no traceback).
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..settings import ConfigError, Settings, load_settings
+from .replay import FILE_NAME, ReplayGuard
 
 log = logging.getLogger("shetphone.bridge")
 
@@ -28,6 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Bridge Twilio Media Streams to Discord voice channels (settings: [shetphone:bridge]).",
     )
     parser.add_argument("--record", metavar="DIR", type=Path, help="also write each call to DIR/CALLSID.wav")
+    parser.add_argument(
+        "--state",
+        metavar="DIR",
+        type=Path,
+        help="where the stream auth values already used are kept (default: instance/)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser.parse_args(argv)
 
@@ -42,7 +49,20 @@ def check_record_dir(directory: Path) -> Path:
     return directory.resolve()
 
 
-async def serve(settings: Settings, record_dir: Path | None) -> int:
+def configured_targets(settings: Settings) -> frozenset[str]:
+    """The stream targets of [shetphone:numbers]: the only ones a stream may name."""
+    return frozenset(t.stream_target for t in settings.numbers.values() if t.stream_target is not None)
+
+
+def open_replay_guard(directory: Path) -> ReplayGuard:
+    try:
+        return ReplayGuard.in_directory(directory)
+    except OSError as exc:
+        where = directory / FILE_NAME
+        raise ConfigError(where, "", f"cannot be opened: {exc.strerror or exc}") from None
+
+
+async def serve(settings: Settings, record_dir: Path | None, replay: ReplayGuard) -> int:
     # Imported once the configuration is known to be good: numpy, discord.py and
     # websockets take a while to load, and a mistake should be reported at once.
     from .server import MEDIA_PATH, Bridge, BridgeConfig, make_targets
@@ -60,8 +80,17 @@ async def serve(settings: Settings, record_dir: Path | None) -> int:
     else:
         log.warning("DISCORD_BOT_TOKEN is not set: only echo streams will be served")
 
-    config = BridgeConfig(settings.twilio.auth_token, settings.public_host, record_dir)
-    bridge = Bridge(config, make_targets(hub))
+    config = BridgeConfig(
+        settings.twilio.auth_token,
+        settings.public_host,
+        account_sid=settings.twilio.account_sid,
+        secret_key=settings.secret_key,
+        allowed_targets=configured_targets(settings),
+        record_dir=record_dir,
+        max_calls=settings.bridge.max_calls,
+        max_call_seconds=settings.bridge.max_call_minutes * 60,
+    )
+    bridge = Bridge(config, make_targets(hub), replay=replay)
     host, port = settings.bridge.host, settings.bridge.port
     try:
         await bridge.start(host, port)
@@ -101,8 +130,15 @@ def main(argv: list[str] | None = None) -> int:
                 "TWILIO_AUTH_TOKEN",
                 "is not set; the media bridge needs it to check Twilio's signatures",
             )
+        if not settings.twilio.account_sid:
+            raise ConfigError(
+                settings.config_path,
+                "TWILIO_ACCOUNT_SID",
+                "is not set; the media bridge needs it to check which account a stream comes from",
+            )
         record_dir = check_record_dir(args.record) if args.record else None
-        return asyncio.run(serve(settings, record_dir))
+        replay = open_replay_guard(args.state or settings.instance_path)
+        return asyncio.run(serve(settings, record_dir, replay))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

@@ -1,18 +1,23 @@
-"""The WebSocket server Twilio opens Media Streams to: signed upgrade, one session per stream.
+"""The WebSocket server Twilio opens Media Streams to: signed upgrade, stream auth, one session per stream.
 
-Thin on purpose: the upgrade is checked here (path, ``X-Twilio-Signature``),
-messages are parsed by :mod:`.protocol`, and the audio lives in :mod:`.session`.
-A bad message is logged and skipped; one that makes the stream meaningless
-(a bad target, a second stream with the same SID) ends that stream only.
+Thin on purpose: the upgrade is checked here (path, ``X-Twilio-Signature``,
+room for another call), so is each ``start`` (its ``auth`` parameter, once,
+for its own call and target; the account; a configured target), messages are
+parsed by :mod:`.protocol`, and the audio lives in :mod:`.session`. A bad
+message is logged and skipped; one that makes the stream meaningless (a bad
+target, a second stream with the same SID) ends that stream only. A refused
+stream reaches no target: every check comes before one is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -23,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..stream_auth import StreamAuthError, verify
 from .protocol import (
     MAX_MESSAGE_CHARS,
     Connected,
@@ -36,6 +42,7 @@ from .protocol import (
     parse_message,
     parse_target,
 )
+from .replay import ReplayGuard
 from .session import Outbox, Session
 from .targets import Target
 from .targets.discord import DiscordHub, DiscordTarget
@@ -63,9 +70,16 @@ WRITE_LIMIT_BYTES = 8 * 1024
 # (SIGTERM) should be quick, and the sessions are already over by then.
 CLOSE_TIMEOUT = 2.0
 
+# A stream that sends no media for this long is dead, or not Twilio (which
+# sends 20 ms every 20 ms, silence included): end it.
+MEDIA_TIMEOUT = 10.0  # seconds
+DEFAULT_MAX_CALLS = 100
+DEFAULT_MAX_CALL_SECONDS = 240 * 60
+
 CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # the peer broke the protocol
+CLOSE_POLICY = 1008  # the peer broke the protocol, or a limit
 CLOSE_UNAVAILABLE = 1011  # we cannot serve this stream
+CLOSE_TRY_LATER = 1013  # no room for another call
 
 TargetFactory = Callable[[TargetSpec, Start, str], Target]  # spec, start message, caller
 
@@ -78,7 +92,15 @@ class TargetUnavailable(Exception):
 class BridgeConfig:
     auth_token: str
     public_host: str  # host[:port] of public_url: what Twilio signed the wss:// URL with
+    account_sid: str  # TWILIO_ACCOUNT_SID: a start from any other account is refused
+    secret_key: str  # the app's secret key, which signs the streams' auth parameter
+    # The targets a stream may name ("echo", "discord:ID"): those of [shetphone:numbers].
+    # Anything with `in` will do, so calls placed from Discord can add theirs.
+    allowed_targets: Container[str]
     record_dir: Path | None = None
+    max_calls: int = DEFAULT_MAX_CALLS  # streams at once; more are refused
+    max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS  # a stream is ended after this long
+    media_timeout: float = MEDIA_TIMEOUT  # a stream without media for this long is ended
 
 
 def make_targets(hub: DiscordHub | None) -> TargetFactory:
@@ -103,13 +125,21 @@ class Bridge:
         make_target: TargetFactory | None = None,
         *,
         on_tick: Callable[[Session, bytes], None] | None = None,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.config = config
         self.make_target = make_target or make_targets(None)
         self.on_tick = on_tick
+        # Owned: closed by stop(). In memory only unless given one with a file.
+        self.replay = replay if replay is not None else ReplayGuard()
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self._validator = RequestValidator(config.auth_token)
+        self.connections: set[_Stream] = set()  # every websocket being served, started or not
+
+    def target_allowed(self, target: str) -> bool:
+        """May a stream name ``target``? (The configured targets; the hook for other sources of calls.)"""
+        return target in self.config.allowed_targets
 
     # ----------------------------------------------------------------- the upgrade
 
@@ -127,6 +157,13 @@ class Bridge:
                 "invalid" if signature else "no",
             )
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        if len(self.connections) >= self.config.max_calls:
+            # Counted by connection, started or not: idle ones cannot pile up either.
+            log.warning(
+                "refused %s from %s: already %d streams (max_calls)", request.path, _peer(connection),
+                len(self.connections),
+            )
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many calls\n")
         return None
 
     # ----------------------------------------------------------------- serving
@@ -159,12 +196,18 @@ class Bridge:
             self.server.close(close_connections=True)
             await self.server.wait_closed()  # the handlers end any stream that started meanwhile
         self.sessions.clear()
+        self.replay.close()
 
     async def handle(self, websocket: ServerConnection) -> None:
         sock = websocket.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        await _Stream(self, websocket).run()
+        stream = _Stream(self, websocket)
+        self.connections.add(stream)
+        try:
+            await stream.run()
+        finally:
+            self.connections.discard(stream)
 
 
 class _Stream:
@@ -181,8 +224,18 @@ class _Stream:
         self._bad_total = 0
         self._close_code, self._close_reason = CLOSE_NORMAL, ""
         self._name = _peer(websocket)
+        # The watchdog's deadlines, on the loop's clock: media_timeout after the
+        # last media (or the connection), max_call_seconds after the start.
+        self._loop = asyncio.get_running_loop()
+        self._last_media = self._loop.time()
+        self._ends_at = math.inf
+        self._rearm = asyncio.Event()  # a deadline moved, or a start finished
+        self._watchdog: asyncio.Task[None] | None = None
+        self._starting = False
+        self._ended = False
 
     async def run(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch(), name=f"watchdog {self._name}")
         try:
             async for raw in self.websocket:
                 try:
@@ -198,6 +251,35 @@ class _Stream:
             log.info("%s: connection lost (%s)", self._name, exc)
         finally:
             await self._end()
+            # When the watchdog ended the stream, its session is closed once this returns.
+            await asyncio.wait({self._watchdog})
+
+    async def _watch(self) -> None:
+        """End the stream when it sends no media for media_timeout, or has lasted max_call_seconds."""
+        config = self.bridge.config
+        while True:
+            self._rearm.clear()
+            if self._ended:
+                return
+            if self._starting:  # a start is being checked: never pull the session from under it
+                await self._rearm.wait()
+                continue
+            now = self._loop.time()
+            silent_until = self._last_media + config.media_timeout
+            if now >= self._ends_at:
+                reason = f"longer than max_call_minutes ({_duration(config.max_call_seconds)})"
+                break
+            if now >= silent_until:
+                reason = f"no media for {config.media_timeout:g} s"
+                break
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel that
+            # arrives as the event is set, and the watchdog would outlive its stream.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(silent_until, self._ends_at) - now):
+                    await self._rearm.wait()
+        log.warning("%s: %s; ending the stream", self._name, reason)
+        self._close_code, self._close_reason = CLOSE_POLICY, reason
+        await self._end()
 
     async def _dispatch(self, message: object) -> bool:
         """Act on one message; False ends the stream."""
@@ -207,6 +289,7 @@ class _Stream:
                     return not self._bad("media before start")
                 if message.stream_sid != self.session.stream_sid:
                     return not self._bad(f"media for stream {message.stream_sid}, not {self.session.stream_sid}")
+                self._last_media = self._loop.time()  # the watchdog reads it when it wakes: no timer per message
                 if message.track == "inbound":  # a both_tracks stream also carries our own audio
                     self.session.receive_media(message.payload)
                 return True
@@ -232,28 +315,64 @@ class _Stream:
     async def _start(self, start: Start) -> bool:
         if self.session is not None:
             return not self._bad("a second start on one stream")
-        bridge = self.bridge
-        caller = start.custom_parameters.get("from") or "unknown caller"
+        self._name = f"stream {start.stream_sid}"
+        self._starting = True
         try:
-            spec = parse_target(start.custom_parameters.get("target"))
+            return await self._check_and_open(start)
+        finally:
+            self._starting = False
+            self._rearm.set()
+
+    async def _check_and_open(self, start: Start) -> bool:
+        """Every check a start must pass, then its session; a refused stream reaches no target."""
+        bridge, config = self.bridge, self.bridge.config
+        caller = start.custom_parameters.get("from") or "unknown caller"
+        target_text = start.custom_parameters.get("target")
+        try:
+            spec = parse_target(target_text)
         except ProtocolError as exc:
+            return await self._refuse(CLOSE_POLICY, str(exc))
+        assert target_text is not None
+        if start.account_sid != config.account_sid:
+            return await self._refuse(CLOSE_POLICY, f"accountSid {start.account_sid or '(none)'} is not ours")
+        if not bridge.target_allowed(target_text):
+            return await self._refuse(CLOSE_POLICY, f"target {spec} is not configured")
+        try:
+            grant = verify(config.secret_key, start.custom_parameters.get("auth"), start.call_sid, target_text)
+        except StreamAuthError as exc:
             return await self._refuse(CLOSE_POLICY, str(exc))
         if start.stream_sid in bridge.sessions:
             return await self._refuse(CLOSE_POLICY, f"stream {start.stream_sid} is already running")
+        try:
+            # In a thread: the claim is fsync'd, which must not stall every call's clock.
+            fresh = await asyncio.to_thread(bridge.replay.claim, grant.key, grant.expires)
+        except OSError as exc:
+            # Fail closed: a use that is not on disk could be replayed after a restart.
+            log.error("%s: cannot record its auth as used: %s", self._name, exc)
+            return await self._refuse(CLOSE_UNAVAILABLE, "cannot record the stream's auth as used")
+        if not fresh:
+            return await self._refuse(CLOSE_POLICY, "the 'auth' stream parameter was used already")
+        if self._ended:  # the peer went away while the claim was written
+            return False
+        if start.stream_sid in bridge.sessions:
+            return await self._refuse(CLOSE_POLICY, f"stream {start.stream_sid} is already running")
+        if len(bridge.sessions) >= config.max_calls:
+            # Upgrades that raced past the check in check_request end here.
+            return await self._refuse(CLOSE_TRY_LATER, f"already {len(bridge.sessions)} calls (max_calls)")
         try:
             target = bridge.make_target(spec, start, caller)
         except TargetUnavailable as exc:
             return await self._refuse(CLOSE_UNAVAILABLE, str(exc))
         recorder = None
-        if bridge.config.record_dir is not None:
+        if config.record_dir is not None:
             try:
-                recorder = WavRecorder.for_call(bridge.config.record_dir, start.call_sid, start.stream_sid)
+                recorder = WavRecorder.for_call(config.record_dir, start.call_sid, start.stream_sid)
             except OSError as exc:
-                log.error("stream %s: cannot record into %s: %s", start.stream_sid, bridge.config.record_dir, exc)
+                log.error("stream %s: cannot record into %s: %s", start.stream_sid, config.record_dir, exc)
         session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick)
         self.session = session
         bridge.sessions[start.stream_sid] = session
-        self._name = f"stream {start.stream_sid}"
+        self._ends_at = self._loop.time() + config.max_call_seconds
         log.info("%s: call %s from %s to %s", self._name, start.call_sid, caller, spec)
         self._sender = asyncio.create_task(self._send_outbox(), name=f"sender {start.stream_sid}")
         await session.open()
@@ -286,6 +405,12 @@ class _Stream:
             pass
 
     async def _end(self) -> None:
+        """End the session, then the websocket; once, whoever calls first (the stream or its watchdog)."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
         if self._sender is not None:
             self._sender.cancel()
         session, self.session = self.session, None
@@ -294,6 +419,9 @@ class _Stream:
                 del self.bridge.sessions[session.stream_sid]
             await session.close()
         await self.websocket.close(self._close_code, self._close_reason)
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _peer(connection: ServerConnection) -> str:

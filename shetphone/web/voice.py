@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import current_team, realtime, twiml
+from .. import current_team, realtime, stream_auth, twiml
 from ..dialing import DialRefused, plan_outbound_call
 from .dialer import url_for_voicemail
 from .signature import twilio_signed
@@ -76,7 +76,10 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
             )
         )
     stream_url = f"wss://{team.settings.public_host}/media/stream"
-    return xml(twiml.media_stream(stream_url, {"target": target.stream_target, "from": caller}))
+    stream_target = target.stream_target
+    # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
+    auth = stream_auth.mint(team.settings.secret_key, call_sid, stream_target)
+    return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
 def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> None:
