@@ -6,10 +6,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, signature_for
 
-from shetphone import create_app
+from shetphone import create_app, stream_auth
 from shetphone.settings import load_settings
-
-from shetphone import stream_auth
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
 INBOUND = {"From": "+447700900123", "CallSid": "CA" + "2" * 32}
