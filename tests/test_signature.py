@@ -92,3 +92,30 @@ def test_without_auth_token_twilio_routes_say_so(tmp_path):
     assert response.status_code == 503
     assert "TWILIO_AUTH_TOKEN" in response.get_json()["error"]
     app.extensions["shetphone"].calllog.close()
+
+
+def test_a_signature_over_the_url_with_its_default_port_is_accepted_too(twilio_post, team_files):
+    # Twilio's own validators accept both forms: its signing has been seen to add :443.
+    with_port = PUBLIC_URL.replace("https://phone.example.test", "https://phone.example.test:443") + "/voice"
+    signature = signature_for(team_files.auth_token, with_port, INBOUND)
+    assert twilio_post("/voice", INBOUND, signature=signature).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("public_url", "signed_base", "accepted"),
+    [
+        ("https://phone.example.test:8443", "https://phone.example.test:8443", True),
+        ("https://phone.example.test:8443", "https://phone.example.test", True),  # as the library allows
+        ("https://phone.example.test:8443", "https://phone.example.test:9443", False),
+        ("https://[2001:db8::1]", "https://[2001:db8::1]:443", True),
+        ("https://www.example.test/shetphone", "https://www.example.test/shetphone", True),
+        ("https://www.example.test/shetphone", "https://www.example.test", False),
+    ],
+)
+def test_webhook_signature_checks_the_configured_url_in_either_port_form(public_url, signed_base, accepted):
+    from shetphone.web.signature import WebhookSignature
+
+    token = "0123456789abcdef"
+    signature = signature_for(token, signed_base + "/voice?attempt=1", INBOUND)
+    assert WebhookSignature(token, public_url).valid("/voice?attempt=1", INBOUND, signature) is accepted
+    assert WebhookSignature("another-token", public_url).valid("/voice?attempt=1", INBOUND, signature) is False
