@@ -21,9 +21,11 @@ takes them as callables ``users -> the subset of users that are dnd (busy)``,
 so a set works too, as ``flags.intersection``.
 
 Change detection: :meth:`Presence.publish` compares each user's state with the
-last state *announced* and swaps it in atomically (in Redis when shared), so
-the caller emits a ``presence`` event for each :class:`Change` it returns, and
-when several processes publish the same change only one of them gets it.
+last state *announced* and swaps it in, in one atomic step with reading the
+browsers (one Lua script when shared), so the caller emits a ``presence``
+event for each :class:`Change` it returns; when several processes publish the
+same change only one of them gets it, and a process publishing stale news
+cannot overwrite fresher news another has just announced.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class Readiness:
     complete: bool = True
 
 
+# user -> (their state if a browser of theirs is ready, their state if none is)
+Candidates = Mapping[str, tuple[State, State]]
+
+
 class Browsers(Protocol):
     """Where the phone-ready browsers are kept (one process, or shared)."""
 
@@ -94,7 +100,12 @@ class Browsers(Protocol):
     def set_ready(self, user: str, socket_id: str, ready: bool) -> None: ...
     def drop(self, socket_id: str) -> str | None: ...
     def ready_users(self, users: Collection[str]) -> Readiness: ...
-    def swap_published(self, states: Mapping[str, State]) -> dict[str, State]: ...
+
+    def publish(self, candidates: Candidates) -> dict[str, tuple[State, State]]:
+        """Atomically, per user: pick the candidate by their browsers, swap it in as the last announced
+        state; (before, after). A user whose state is uncertain (shared presence unreachable) is left out."""
+        ...
+
     def heartbeat(self) -> None: ...
     def close(self) -> None: ...
 
@@ -144,11 +155,15 @@ class MemoryBrowsers:
         with self._lock:
             return Readiness(frozenset(user for user in self._ready.values() if user in wanted))
 
-    def swap_published(self, states: Mapping[str, State]) -> dict[str, State]:
+    def publish(self, candidates: Candidates) -> dict[str, tuple[State, State]]:
+        outcome: dict[str, tuple[State, State]] = {}
         with self._lock:
-            before = {user: self._published.get(user, State.OFFLINE) for user in states}
-            self._published.update(states)
-        return before
+            ready = set(self._ready.values())
+            for user, (if_ready, if_not_ready) in candidates.items():
+                after = if_ready if user in ready else if_not_ready
+                outcome[user] = (self._published.get(user, State.OFFLINE), after)
+                self._published[user] = after
+        return outcome
 
     def heartbeat(self) -> None:
         pass
@@ -181,14 +196,22 @@ end
 return counts
 """
 
-_SWAP_PUBLISHED = """
-local before = {}
-for i, key in ipairs(KEYS) do
-  local old = redis.call('GET', key)
-  before[i] = old or ''
-  if old ~= ARGV[i + 1] then redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+# KEYS: n ready sets, then the n users' published keys. ARGV: ttl, n, then per user: ready here (1/0),
+# the state if ready, the state if not. Reading the browsers and swapping the state is one step.
+_PUBLISH = _NOW_MS + """
+local n = tonumber(ARGV[2])
+local out = {}
+for i = 1, n do
+  local base = 2 + 3 * (i - 1)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  local ready = redis.call('ZCARD', KEYS[i]) > 0 or ARGV[base + 1] == '1'
+  local new = ready and ARGV[base + 2] or ARGV[base + 3]
+  local old = redis.call('GET', KEYS[n + i])
+  if old ~= new then redis.call('SET', KEYS[n + i], new, 'EX', ARGV[1]) end
+  out[2 * i - 1] = old or ''
+  out[2 * i] = new
 end
-return before
+return out
 """
 
 
@@ -232,7 +255,7 @@ class RedisBrowsers:
         )
         self._refresh = self._redis.register_script(_REFRESH)
         self._counts = self._redis.register_script(_READY_COUNTS)
-        self._swap = self._redis.register_script(_SWAP_PUBLISHED)
+        self._publish = self._redis.register_script(_PUBLISH)
         self.ttl = ttl
         self.heartbeat_interval = ttl / 3
         self.process = process_id()
@@ -242,6 +265,7 @@ class RedisBrowsers:
         self._clock = clock
         self._skip_until = float("-inf")
         self._failing = False
+        self._unsent_removals: set[tuple[str, str]] = set()  # (user, socket id) Redis missed; sent at heartbeat
         # This process's own browsers and announced states: refreshed from, and the fallback when Redis fails.
         self._local = MemoryBrowsers()
 
@@ -287,9 +311,10 @@ class RedisBrowsers:
     def set_ready(self, user: str, socket_id: str, ready: bool) -> None:
         self._local.set_ready(user, socket_id, ready)
         if ready:
+            self._unsent_removals.discard((user, socket_id))
             self._refresh_members({socket_id: user})
-        else:
-            self._shared(lambda: self._redis.zrem(self._ready_key(user), self._member(socket_id)))
+        elif self._shared(lambda: self._redis.zrem(self._ready_key(user), self._member(socket_id))) is None:
+            self._unsent_removals.add((user, socket_id))  # else it would count until the TTL ran out
 
     def drop(self, socket_id: str) -> str | None:
         user = self._local.user_of(socket_id)
@@ -308,17 +333,26 @@ class RedisBrowsers:
         # Our own browsers count even when Redis lost them (restarted empty) before the next heartbeat.
         return Readiness(frozenset(u for u, n in zip(users, counts, strict=True) if int(n) > 0) | local)
 
-    def swap_published(self, states: Mapping[str, State]) -> dict[str, State]:
-        users = list(states)
+    def publish(self, candidates: Candidates) -> dict[str, tuple[State, State]]:
+        users = list(candidates)
         if not users:
             return {}
-        keys = [self._published_key(user) for user in users]
-        values = [states[user].value for user in users]
-        before = self._shared(lambda: self._swap(keys=keys, args=[PUBLISHED_TTL, *values]))
-        locally_before = self._local.swap_published(states)
-        if before is None:
-            return locally_before
-        return {user: State(old.decode()) if old else State.OFFLINE for user, old in zip(users, before, strict=True)}
+        local = self._local.ready_users(users).users
+        keys = [self._ready_key(user) for user in users] + [self._published_key(user) for user in users]
+        args: list[object] = [PUBLISHED_TTL, len(users)]
+        for user in users:
+            args += ["1" if user in local else "0", candidates[user][0].value, candidates[user][1].value]
+        flat = self._shared(lambda: self._publish(keys=keys, args=args))
+        if flat is None:
+            # Only what this process knows for sure: a browser of the user's here, or a state browsers don't decide.
+            certain = {u: c for u, c in candidates.items() if u in local or c[0] is c[1]}
+            return self._local.publish(certain)
+        outcome = {
+            user: (State(old.decode()) if old else State.OFFLINE, State(new.decode()))
+            for user, old, new in zip(users, flat[0::2], flat[1::2], strict=True)
+        }
+        self._local.publish({user: (after, after) for user, (_, after) in outcome.items()})  # the fallback's record
+        return outcome
 
     def heartbeat(self) -> None:
         """Refresh this process's browsers; tried even while the breaker is open (it is off the request path)."""
@@ -327,6 +361,10 @@ class RedisBrowsers:
             self._refresh_members(browsers, force=True)
         else:
             self._shared(self._redis.ping, force=True)
+        for user, socket_id in list(self._unsent_removals):
+            if self._shared(lambda u=user, s=socket_id: self._redis.zrem(self._ready_key(u), self._member(s))) is None:
+                break
+            self._unsent_removals.discard((user, socket_id))
 
     def close(self) -> None:
         """A clean shutdown: this process's browsers stop counting now rather than after the TTL."""
@@ -372,24 +410,20 @@ class Presence:
         """Seconds between calls of :meth:`heartbeat` (a background task's period); None: none needed."""
         return self.browsers.heartbeat_interval
 
-    def _states(self, users: Iterable[str], unknown_as_ready: bool) -> tuple[dict[str, State], bool]:
-        users = frozenset(users)
-        if not users:
-            return {}, True
-        dnd = set(self._dnd(users))
-        busy = set(self._busy(users))
-        readiness = self.browsers.ready_users(users)
-        ready = readiness.users if readiness.complete or not unknown_as_ready else users
-        states = {
-            user: state_of(dnd=user in dnd, busy=user in busy, phone_ready=user in ready) for user in sorted(users)
-        }
-        return states, readiness.complete
+    def _flags(self, users: frozenset[str]) -> tuple[set[str], set[str]]:
+        return set(self._dnd(users)), set(self._busy(users))
 
     def states(self, users: Iterable[str], *, unknown_as_ready: bool = False) -> dict[str, State]:
         """Each user's state. While shared presence is unreachable, a user with no browser *here* is offline,
         or, with ``unknown_as_ready``, available (an incoming call then rings every client that is not dnd
         or busy, as before presence existed, rather than missing a teammate on another process)."""
-        return self._states(users, unknown_as_ready)[0]
+        users = frozenset(users)
+        if not users:
+            return {}
+        dnd, busy = self._flags(users)
+        readiness = self.browsers.ready_users(users)
+        ready = users if unknown_as_ready and not readiness.complete else readiness.users
+        return {user: state_of(dnd=user in dnd, busy=user in busy, phone_ready=user in ready) for user in sorted(users)}
 
     def state(self, user: str) -> State:
         return self.states([user])[user]
@@ -417,11 +451,19 @@ class Presence:
         ``presence`` event per change. While shared presence is unreachable, a
         state that may be wrong (offline for want of news) is not announced.
         """
-        states, complete = self._states(users, unknown_as_ready=False)
-        if not complete:
-            states = {user: state for user, state in states.items() if state is not State.OFFLINE}
-        before = self.browsers.swap_published(states)
-        return [Change(user, before[user], state) for user, state in states.items() if before[user] != state]
+        users = frozenset(users)
+        if not users:
+            return []
+        dnd, busy = self._flags(users)
+        candidates = {
+            user: (
+                state_of(dnd=user in dnd, busy=user in busy, phone_ready=True),
+                state_of(dnd=user in dnd, busy=user in busy, phone_ready=False),
+            )
+            for user in sorted(users)
+        }
+        outcome = self.browsers.publish(candidates)
+        return [Change(user, before, after) for user, (before, after) in outcome.items() if before != after]
 
     def heartbeat(self) -> None:
         self.browsers.heartbeat()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -142,8 +143,8 @@ def shared(redis_server, prefix) -> Iterator:
     """Make Presence objects as separate processes would: each its own client and process id."""
     made: list[Presence] = []
 
-    def make(ttl: float = 45.0, **flags) -> Presence:
-        presence = Presence(RedisBrowsers(redis_server.url, ttl=ttl, prefix=prefix), **flags)
+    def make(ttl: float = 45.0, clock=time.monotonic, **flags) -> Presence:
+        presence = Presence(RedisBrowsers(redis_server.url, ttl=ttl, prefix=prefix, clock=clock), **flags)
         made.append(presence)
         return presence
 
@@ -181,19 +182,22 @@ def test_only_one_process_announces_a_change(shared):
 
 
 def test_a_silent_process_browsers_expire_and_a_heartbeating_one_stays(shared):
-    dead, alive = shared(ttl=1.0), shared(ttl=1.0)
+    dead, alive, observer = shared(ttl=1.0), shared(ttl=1.0), shared(ttl=1.0)
     dead.phone("alice", "sid-dead", True)  # and then never a heartbeat: its process died
     alive.phone("bob", "sid-alive", True)
-    assert alive.states(["alice", "bob"]) == {"alice": State.AVAILABLE, "bob": State.AVAILABLE}
+    assert observer.states(["alice", "bob"]) == {"alice": State.AVAILABLE, "bob": State.AVAILABLE}
 
     def alice_gone() -> bool:
         alive.heartbeat()
-        return alive.state("alice") is State.OFFLINE
+        return observer.state("alice") is State.OFFLINE
 
+    started = time.monotonic()
     wait_until(alice_gone, "alice's browser to expire", timeout=EXPIRY_WAIT)
-    assert alive.state("bob") is State.AVAILABLE
+    # Bob's process keeps beating for three TTLs in all: his browser must outlive them.
+    wait_until(lambda: alive.heartbeat() or time.monotonic() > started + 3 * 1.0, "three TTLs to pass")
+    assert observer.state("bob") is State.AVAILABLE
     # The expiry is news, announced by the next publish (the dead process announced alice available).
-    assert alive.publish(["alice", "bob"]) == [Change("alice", State.AVAILABLE, State.OFFLINE)]
+    assert observer.publish(["alice", "bob"]) == [Change("alice", State.AVAILABLE, State.OFFLINE)]
     assert alive.publish(["alice", "bob"]) == []
 
 
@@ -212,6 +216,24 @@ def test_heartbeat_restores_browsers_after_redis_restarts_empty(shared, redis_se
     assert two.state("alice") is State.OFFLINE
     one.heartbeat()
     assert two.state("alice") is State.AVAILABLE
+
+
+def test_a_removal_redis_missed_is_sent_at_the_next_heartbeat(shared, redis_server):
+    one, two = shared(clock=FakeClock()), shared()
+    one.phone("alice", "sid-1", True)
+    admin = redis_server.client()
+    # Writes (and our scripts) wait: one's next request times out and trips its breaker. UNPAUSE still passes.
+    admin.client_pause(3000, all=False)
+    try:
+        one.state("bob")
+    finally:
+        admin.client_unpause()
+        admin.close()
+    one.phone("alice", "sid-1", False)  # while the breaker is open: not sent
+    assert one.state("alice") is State.OFFLINE  # this process knows
+    assert two.state("alice") is State.AVAILABLE  # the others do not, yet
+    one.heartbeat()
+    assert two.state("alice") is State.OFFLINE
 
 
 def test_heartbeat_interval_is_a_third_of_the_ttl(shared):
@@ -347,7 +369,9 @@ def test_a_killed_process_browser_is_gone_after_the_ttl(redis_server, prefix):
             return here.state("alice") is State.OFFLINE
 
         wait_until(alice_gone, "the killed process's browser to expire", timeout=EXPIRY_WAIT)
-        assert here.state("bob") is State.AVAILABLE
+        observer = Presence(RedisBrowsers(redis_server.url, ttl=ttl, prefix=prefix))
+        assert observer.state("bob") is State.AVAILABLE  # seen from elsewhere: kept alive by the heartbeats
+        observer.close()
     finally:
         if child.poll() is None:
             child.kill()
