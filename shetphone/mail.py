@@ -237,6 +237,17 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT, ignoring how it goes: once the message is accepted, a bad goodbye must not make it a retry
+    (and a second copy)."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
 class SmtpSender:
     """Sends one message per connection: TLS first (implicit, or STARTTLS whenever the server offers it),
     then AUTH when the URL has a user. A password is never sent in the clear to a host other than loopback.
@@ -280,8 +291,10 @@ class SmtpSender:
     def _session(self, work: Callable[[smtplib.SMTP], None]) -> list[str]:
         try:
             smtp, notes = self._open()
-            with smtp:  # QUIT, and close even if QUIT fails
+            try:
                 work(smtp)
+            finally:
+                _quit(smtp)
         except MailError:
             raise
         except (smtplib.SMTPException, OSError, UnicodeError) as exc:

@@ -43,6 +43,7 @@ class Inbox:
     received: list[Received] = field(default_factory=list)
     refuse_next: int = 0
     refusal: str = "451 4.3.0 Mailbox busy, try again later"
+    quit_reply: str = "221 Bye"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         if self.refuse_next > 0:
@@ -53,6 +54,9 @@ class Inbox:
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content, encrypted, login))
         return "250 2.0.0 OK"
+
+    async def handle_QUIT(self, server, session, envelope) -> str:
+        return self.quit_reply
 
 
 class SmtpServer:

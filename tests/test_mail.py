@@ -238,6 +238,13 @@ def test_plain_delivery_to_a_loopback_server(smtp_server):
     assert attachment.get_filename() == f"voicemail-{SID}.mp3" and attachment.get_content() == AUDIO
 
 
+def test_a_bad_goodbye_after_the_message_was_taken_is_no_failure(smtp_server):
+    server = smtp_server()
+    server.inbox.quit_reply = "500 5.0.0 Goodbye yourself"
+    SmtpSender(SmtpConfig.from_url(server.url())).send(mail())  # no MailError: a retry would be a second copy
+    assert len(server.inbox.received) == 1
+
+
 @pytest.mark.parametrize("required", [True, False])
 def test_starttls_is_used_whenever_offered(smtp_server, tls_certificate, required):
     server = smtp_server(mode="starttls", certificate=tls_certificate, require_tls=required)
