@@ -33,6 +33,30 @@ def ring_group(clients: tuple[str, ...], timeout: int, action_url: str, status_u
     return str(response)
 
 
+
+def ring_legs(
+    clients: tuple[str, ...],
+    numbers: tuple[str, ...],
+    caller_id: str,
+    timeout: int,
+    action_url: str,
+    status_url: str,
+) -> str:
+    """An incoming call ringing browsers and phones (outside phones, forward numbers) at once.
+
+    ``caller_id`` is what the phones see (ringing.leg_caller_id: the caller's
+    number where Twilio allows it, else the team number); the browsers see it too.
+    """
+    if not clients and not numbers:
+        raise ValueError("nobody to ring: the call goes to voicemail instead")
+    response = VoiceResponse()
+    dial = response.dial(timeout=timeout, action=action_url, answer_on_bridge=True, caller_id=caller_id)
+    for client in clients:
+        dial.client(client, status_callback=status_url, status_callback_event=STATUS_EVENTS)
+    for number in numbers:
+        dial.number(number, status_callback=status_url, status_callback_event=STATUS_EVENTS)
+    return str(response)
+
 def media_stream(stream_url: str, parameters: Mapping[str, str]) -> str:
     """A bidirectional Media Stream to the bridge; ``parameters`` reach it in ``start``."""
     response = VoiceResponse()

@@ -328,6 +328,28 @@ def live_login(server: LiveServer, name: str, password: str | None = None) -> re
     return session
 
 
+# ------------------------------------------------------------------------ real servers for presence and mail
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory) -> Iterator:
+    """A real redis-server on a free loopback port (deployment_helpers.Redis), for one test module."""
+    from deployment_helpers import Redis
+
+    server = Redis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (deployment_helpers.make_certificate)."""
+    from deployment_helpers import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Run the browser tests last.
 

@@ -83,3 +83,16 @@ def test_voicemail_with_greeting_audio():
 
 def test_hangup():
     assert [child.tag for child in parse(twiml.hangup())] == ["Hangup"]
+
+
+def test_ring_legs_rings_browsers_and_phones_in_one_dial_with_a_caller_id():
+    action = "https://phone.example.test/voice/dial-complete"
+    root = parse(twiml.ring_legs(("alice",), ("+447911123401", "+447911123402"), "+441595123456", 20, action,
+                                 STATUS))
+    (dial,) = root
+    assert dial.attrib == {"timeout": "20", "action": action, "answerOnBridge": "true", "callerId": "+441595123456"}
+    assert [(leg.tag, leg.text) for leg in dial] == [
+        ("Client", "alice"), ("Number", "+447911123401"), ("Number", "+447911123402"),
+    ]
+    for leg in dial:
+        assert leg.attrib == {"statusCallback": STATUS, "statusCallbackEvent": EVENTS}
