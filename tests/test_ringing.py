@@ -18,7 +18,8 @@ USERS = {"alice", "bob", "carol", "dave"}
 ACTION = "https://phone.example.test/voice/dial-complete"
 STATUS = "https://phone.example.test/voice/status"
 EVENTS = "initiated ringing answered completed"
-VOICEMAIL = twiml.voicemail("Leave a message.", None, "https://phone.example.test/voice/recording")
+VOICEMAIL = twiml.voicemail("Leave a message.", None, "https://phone.example.test/voice/recording",
+                            "https://phone.example.test/voice/recorded")
 
 
 def states(**given: State) -> dict[str, State]:
