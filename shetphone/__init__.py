@@ -38,7 +38,7 @@ def create_app(
         raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
     from . import realtime
     from .extensions import csrf, login_manager
-    from .web import auth, dialer, security, voice
+    from .web import appshell, auth, dialer, security, voice
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -88,6 +88,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
     app.register_blueprint(voice.bp)
+    appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
 
     from .cli import register_commands
