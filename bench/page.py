@@ -13,8 +13,8 @@ Prints a table and writes ``bench/results/page.json``.
    cold (a fresh browser context each time), warm (a reload: the hashed assets
    come from the HTTP cache, immutable), and the second open of an installed
    window (a new window once the service worker is active, with the HTTP cache
-   cleared: the built files come from the worker's cache alone). Also
-   DOMContentLoaded and load.
+   cleared: the built files come from the worker's cache alone), beside a
+   second window without a worker (HTTP cache only). Also DOMContentLoaded and load.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def first_load_weight(browser, server) -> dict:
             continue  # the live connection is not page weight; a file kept from the HTTP cache is counted once
         seen.add(url)
         body = response.body()
+        path = url.removeprefix(server.url).split("?")[0]
+        if not body and path.startswith("/static/"):
+            body = (ROOT / path.lstrip("/")).read_bytes()  # fetched by the worker: Playwright has no body for it
         kind = kind_of(url, response.headers.get("content-type", ""))
         resources.append({"url": url.removeprefix(server.url), "kind": kind, "bytes": len(body),
                           "gzip_bytes": gzipped(body)})
@@ -131,7 +134,7 @@ def timings(page) -> dict:
 
 
 def time_to_interactive(browser, server, runs: int) -> dict:
-    cold, warm, second_open = [], [], []
+    cold, warm, second_open, second_open_no_worker = [], [], [], []
     for _ in range(runs):
         context = browser.new_context(base_url=server.url, viewport=DESKTOP)
         context.add_init_script(INTERACTIVE_PROBE)
@@ -150,7 +153,20 @@ def time_to_interactive(browser, server, runs: int) -> dict:
         second_open.append(timings(window))
         assert window.evaluate(ASSETS_FROM_WORKER), "the second open did not take its files from the worker"
         context.close()
-    return {"cold": summarise(cold), "warm": summarise(warm), "second_open": summarise(second_open), "runs": runs}
+        # The same without a worker (as before it): a new window, the files from the HTTP cache.
+        context = browser.new_context(base_url=server.url, viewport=DESKTOP, service_workers="block")
+        context.add_init_script(INTERACTIVE_PROBE)
+        log_in(context, server)
+        page = context.new_page()
+        page.goto("/")
+        timings(page)
+        page.close()
+        window = context.new_page()
+        window.goto("/")
+        second_open_no_worker.append(timings(window))
+        context.close()
+    return {"cold": summarise(cold), "warm": summarise(warm), "second_open": summarise(second_open),
+            "second_open_no_worker": summarise(second_open_no_worker), "runs": runs}
 
 
 # Every script and style of the page came through the service worker (Resource Timing says so).
@@ -207,7 +223,7 @@ def main() -> int:
           f"{weight['first_load_gzip_bytes']:>10,}   (budget {BUDGET_GZIP:,} gzipped)")
     sdk = weight["voice_sdk_on_start"]
     print(f"{'Voice SDK, on Start':<28}{sdk['bytes']:>10,}{sdk['gzip_bytes']:>10,}")
-    for label in ("cold", "warm", "second_open"):
+    for label in ("cold", "warm", "second_open", "second_open_no_worker"):
         numbers = tti[label]["interactive_ms"]
         print(f"interactive, {label}: p50 {numbers['p50']} ms, p90 {numbers['p90']} ms ({args.runs} loads)")
     print(f"wrote {out.relative_to(ROOT)}")
