@@ -63,6 +63,7 @@ def test_twilio_not_configured_is_said_once_by_the_phone_state(browser, unconfig
     expect(page.get_by_test_id("phone-error")).to_contain_text("TWILIO_ACCOUNT_SID")
     expect(page.get_by_text("not configured", exact=False)).to_have_count(1)  # once, in one place
     expect(page.get_by_role("button", name="Start")).to_have_count(0)  # it could only fail
+    expect(page.get_by_text("Start the phone")).to_have_count(0)  # nor is the person told to press it
     page.get_by_label("Phone number").fill("01595 123456")
     expect(page.get_by_role("button", name="Call", exact=True)).to_be_disabled()
     page.get_by_label("Phone number").press("Enter")  # nor does Enter try
