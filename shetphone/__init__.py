@@ -50,7 +50,7 @@ def create_app(
     from . import realtime
     from .extensions import csrf, login_manager
     from .team import build_team
-    from .web import auth, dialer, security, voice
+    from .web import appshell, auth, dialer, security, voice
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,6 +100,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
     app.register_blueprint(voice.bp)
+    appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
 
     from .cli import register_commands

@@ -36,6 +36,8 @@ def test_the_policy_allows_our_assets_our_socket_and_twilio_only(client):
     assert csp["style-src"] == ["'self'"]  # no inline style
     assert csp["img-src"] == ["'self'", "data:"]
     assert "blob:" in csp["media-src"] and "https://sdk.twilio.com" in csp["media-src"]  # the SDK's ringtones
+    assert csp["worker-src"] == ["'self'"]  # the page's service worker; the SDK starts none
+    assert csp["manifest-src"] == ["'self'"]
     connect = csp["connect-src"]
     assert connect[:3] == ["'self'", "ws://phone.example.test:8443", "wss://phone.example.test:8443"]
     assert {"wss://voice-js.roaming.twilio.com", "wss://*.twilio.com", "https://eventgw.twilio.com"} <= set(connect)

@@ -1,7 +1,7 @@
 // The recent calls (GET /calls) and which missed calls the person has seen.
 // The server's list is the truth: events only say "something changed", and the
 // page refetches, coalescing a burst of Twilio callbacks into one request.
-import { computed, ref, watchEffect } from 'vue'
+import { computed, ref } from 'vue'
 import { siteUrl } from './site.js'
 
 export const CALLS_LISTED = 50
@@ -93,13 +93,6 @@ export function useCallHistory({ identity, loggedOut }) {
     window.removeEventListener('storage', onStorage)
   }
   window.addEventListener('storage', onStorage)
-
-  // "(2) Shetphone": the tab says so while the page is in the background.
-  const pageTitle = document.title
-  watchEffect(() => {
-    const count = unseenMissed.value.length
-    document.title = count ? `(${count}) ${pageTitle}` : pageTitle
-  })
 
   return { calls, state, problem, unseenMissed, load, refreshSoon, markSeen, stop }
 }

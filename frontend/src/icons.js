@@ -3,17 +3,19 @@
 import { config, library } from '@fortawesome/fontawesome-svg-core'
 import '@fortawesome/fontawesome-svg-core/styles.css'
 import {
-  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faDeleteLeft,
-  faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPause, faPhone, faPhoneSlash,
-  faPhoneVolume, faPlay, faPowerOff, faSignal, faTriangleExclamation, faVoicemail, faVolumeHigh, faWifi,
+  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faCircleHalfStroke,
+  faDeleteLeft, faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faMoon, faPause, faPhone,
+  faPhoneSlash, faPhoneVolume, faPlay, faPowerOff, faSignal, faSun, faTriangleExclamation, faVoicemail, faVolumeHigh,
+  faWifi,
 } from '@fortawesome/free-solid-svg-icons'
 import { FontAwesomeIcon } from '@fortawesome/vue-fontawesome'
 
 config.autoAddCss = false
 library.add(
-  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faDeleteLeft,
-  faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faPause, faPhone, faPhoneSlash,
-  faPhoneVolume, faPlay, faPowerOff, faSignal, faTriangleExclamation, faVoicemail, faVolumeHigh, faWifi,
+  faArrowDown, faArrowRotateRight, faArrowUp, faBell, faCheck, faCircleCheck, faCircleExclamation, faCircleHalfStroke,
+  faDeleteLeft, faGear, faHeadset, faMagnifyingGlass, faMicrophone, faMicrophoneSlash, faMoon, faPause, faPhone,
+  faPhoneSlash, faPhoneVolume, faPlay, faPowerOff, faSignal, faSun, faTriangleExclamation, faVoicemail, faVolumeHigh,
+  faWifi,
 )
 
 export { FontAwesomeIcon }

@@ -37,7 +37,7 @@ async function fetchToken() {
   if (response.status === 401) throw new PhoneError('logged-out', 'You have been logged out.')
   const body = await response.json().catch(() => ({}))
   if (response.status === 503) {
-    throw new PhoneError('not-configured', `Not configured: ${body.error || 'Twilio is not set up on the server.'}`)
+    throw new PhoneError('not-configured', body.error || 'Twilio is not configured on the server.')
   }
   if (!response.ok || !body.token) throw new PhoneError('other', `The server could not issue a token (${response.status}).`)
   return body

@@ -43,7 +43,9 @@ def content_security_policy(host: str) -> str:
         "font-src": ["'self'"],
         "connect-src": connect,
         "media-src": ["'self'", "blob:", *TWILIO_MEDIA],
-        "worker-src": ["'self'", "blob:"],
+        # The page's own service worker (/sw.js) only; the Voice SDK starts no worker of its own.
+        "worker-src": ["'self'"],
+        "manifest-src": ["'self'"],
         "object-src": ["'none'"],
         "frame-ancestors": ["'none'"],
         "base-uri": ["'self'"],

@@ -5,8 +5,12 @@ The Voice SDK's Device is replaced, in the page only, by tests/browser/fake_devi
 
 from __future__ import annotations
 
+import http.client
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, make_team_files, start_server  # noqa: F401
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -49,9 +53,11 @@ class PageProblems:
         return in_page + [text for text in self.console if "Content Security Policy" in text]
 
 def new_context(browser: Browser, server: LiveServer, *, fake_device: bool = True,
-                viewport: dict | None = None) -> BrowserContext:
-    context = browser.new_context(base_url=server.url, viewport=viewport or DESKTOP)
-    context.grant_permissions(["microphone", "notifications"], origin=server.url)
+                viewport: dict | None = None, origin: str | None = None, **options) -> BrowserContext:
+    """A fresh context for ``server`` (or for ``origin``, a proxy in front of it); ``options`` go to Playwright."""
+    origin = origin or server.url
+    context = browser.new_context(base_url=origin, viewport=viewport or DESKTOP, **options)
+    context.grant_permissions(["microphone", "notifications"], origin=origin)
     context.add_init_script(CSP_WATCH)
     if fake_device:
         context.add_init_script(path=str(FAKE_DEVICE))
@@ -84,3 +90,113 @@ def screenshot(page: Page, name: str) -> None:
 
 def fake_log(page: Page, what: str) -> list:
     return page.evaluate("(what) => window.__fakeDevice.entries(what)", what)
+
+
+def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str) -> None:
+    """An incoming call nobody answers, as Twilio reports it: /voice, the ringing leg, then the <Dial>'s outcome."""
+    inbound = {"CallSid": root_sid, "From": caller, "To": number}
+    assert "<Dial" in server.post_signed("/voice", inbound).text
+    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller, "To": f"client:{client}"}
+    for sequence, status in enumerate(["ringing", "no-answer"]):
+        answer = server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence)})
+        assert answer.status_code == 204
+    outcome = server.post_signed("/voice/dial-complete", {**inbound, "DialCallStatus": "no-answer"})
+    assert "<Record" in outcome.text
+
+
+# Not passed on by a proxy (RFC 9110 7.6.1), and the length, which the proxy sets itself.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+              "content-length"}
+
+
+class PrefixProxy:
+    """nginx.conf.example's path-prefix form, in a thread: ``PREFIX/x`` reaches the server as ``/x`` with
+    ``X-Forwarded-Prefix`` (the server needs ``proxy_hops = 1``).
+
+    It records the path of every request that reached it and answers 503 for the path
+    prefixes in ``stopped``, as a stopped upstream would. Socket.IO works by long-polling
+    (a websocket upgrade is refused, and the client stays on polling).
+    """
+
+    def __init__(self, upstream: str, prefix: str = "/shetphone"):
+        self.prefix = prefix
+        self.stopped: set[str] = set()
+        self.paths: list[str] = []
+        self._upstream = urlsplit(upstream)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self.url = self.origin + prefix
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def reached(self, path_prefix: str) -> list[str]:
+        """The paths (without the prefix) of the requests that reached the proxy, starting with ``path_prefix``."""
+        return [path for path in list(self.paths) if path.startswith(path_prefix)]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                if not self.path.startswith(proxy.prefix + "/"):
+                    return self._answer(404, b"outside the prefix")
+                path = self.path[len(proxy.prefix):]
+                proxy.paths.append(path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if any(path.startswith(stopped) for stopped in proxy.stopped):
+                    return self._answer(503, b"stopped")
+                if self.headers.get("Upgrade"):
+                    return self._answer(400, b"no websocket through this proxy")
+                headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
+                headers.update({"X-Forwarded-Prefix": proxy.prefix, "X-Forwarded-For": self.client_address[0],
+                                "X-Forwarded-Proto": "http", "X-Forwarded-Host": self.headers.get("Host", "")})
+                upstream = http.client.HTTPConnection(proxy._upstream.hostname, proxy._upstream.port, timeout=60)
+                try:
+                    upstream.request(self.command, path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    status, received, content = response.status, response.getheaders(), response.read()
+                except (OSError, http.client.HTTPException):
+                    return self._answer(502, b"the server did not answer")  # as nginx says it
+                finally:
+                    upstream.close()
+                self.send_response(status)
+                for name, value in received:
+                    if name.lower() not in HOP_BY_HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(content)
+
+            def handle_one_request(self) -> None:
+                try:
+                    super().handle_one_request()
+                except OSError:  # the browser went away (a page closed mid-poll)
+                    self.close_connection = True
+
+            def _answer(self, status: int, text: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            do_GET = do_POST = do_HEAD = _forward
+
+        return Handler
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (no image library needed)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -50,7 +50,7 @@ def unconfigured_server(tmp_path_factory):
     live.stop()
 
 
-def test_twilio_not_configured_is_said_before_and_after_start(browser, unconfigured_server):
+def test_twilio_not_configured_is_said_once_by_the_phone_state(browser, unconfigured_server):
     from browser.browser_helpers import PageProblems, log_in, new_context
 
     context = new_context(browser, unconfigured_server)
@@ -58,8 +58,17 @@ def test_twilio_not_configured_is_said_before_and_after_start(browser, unconfigu
     page = context.new_page()
     problems = PageProblems(page)
     page.goto("/")
-    expect(page.get_by_text("Calling is not configured yet")).to_contain_text("TWILIO_ACCOUNT_SID")
-    page.get_by_role("button", name="Start").click()
-    expect(page.get_by_test_id("phone-error")).to_contain_text("Not configured")
+    expect(page.get_by_test_id("phone-state")).to_have_text("Not configured")
+    expect(page.get_by_test_id("phone-error")).to_contain_text("Calls need Twilio’s settings on the server")
+    expect(page.get_by_test_id("phone-error")).to_contain_text("TWILIO_ACCOUNT_SID")
+    expect(page.get_by_text("not configured", exact=False)).to_have_count(1)  # once, in one place
+    expect(page.get_by_role("button", name="Start")).to_have_count(0)  # it could only fail
+    expect(page.get_by_text("Start the phone")).to_have_count(0)  # nor is the person told to press it
+    page.get_by_label("Phone number").fill("01595 123456")
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_disabled()
+    page.get_by_label("Phone number").press("Enter")  # nor does Enter try
+    expect(page.get_by_text("not configured", exact=False)).to_have_count(1)
+    assert page.evaluate("window.__fakeDevice.devices.length") == 0
+    screenshot(page, "phone-not-configured")
     assert problems.csp(page) == [] and problems.errors == []
     context.close()

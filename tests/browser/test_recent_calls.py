@@ -18,6 +18,7 @@ from browser.browser_helpers import (
     SCREENSHOTS,
     fake_log,
     make_team_files,
+    ring_unanswered,
     screenshot,
     start_phone,
     start_server,
@@ -75,18 +76,6 @@ def server(tmp_path_factory, media_host):
     live = start_server(files)
     yield live
     live.stop()
-
-
-def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str) -> None:
-    """An incoming call nobody answers, as Twilio reports it: /voice, the ringing leg, then the <Dial>'s outcome."""
-    inbound = {"CallSid": root_sid, "From": caller, "To": number}
-    assert "<Dial" in server.post_signed("/voice", inbound).text
-    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller, "To": f"client:{client}"}
-    for sequence, status in enumerate(["ringing", "no-answer"]):
-        answer = server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence)})
-        assert answer.status_code == 204
-    outcome = server.post_signed("/voice/dial-complete", {**inbound, "DialCallStatus": "no-answer"})
-    assert "<Record" in outcome.text
 
 
 def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: int, caller_id: str = "") -> None:

@@ -1,0 +1,84 @@
+"""axe-core (frontend/node_modules, a dev dependency) finds nothing against WCAG 2.1 A and AA,
+nor its best practices, on the login page and on the dialer (idle, ringing, in a call), in
+both themes. Its "label in name" rule (experimental in axe) is switched on: the keypad's
+names once differed from their visible text.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from browser.browser_helpers import ROOT, PageProblems, new_context, screenshot, start_phone
+
+pytestmark = pytest.mark.browser
+
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+    "rules": {"label-content-name-mismatch": {"enabled": True}},
+}
+THEMES = ["light", "dark"]
+
+
+def axe_problems(page: Page) -> tuple[list[str], list[str]]:
+    """(violations, contrast axe could not judge), one line per element."""
+    result = page.evaluate("(options) => axe.run(document, options)", AXE_OPTIONS)
+
+    def lines(rules):
+        return [f"{rule['id']}: {' '.join(node['target'])}: {node['failureSummary'] or rule['help']}"
+                for rule in rules for node in rule["nodes"]]
+
+    assert result["passes"], "axe ran no check at all"
+    return lines(result["violations"]), lines(rule for rule in result["incomplete"] if rule["id"] == "color-contrast")
+
+
+def assert_accessible(page: Page, what: str) -> None:
+    violations, unjudged_contrast = axe_problems(page)
+    assert violations == [], f"{what}:\n" + "\n".join(violations)
+    # Every text's contrast was measured (none hidden behind an image or a gradient axe cannot read).
+    assert unjudged_contrast == [], f"{what}:\n" + "\n".join(unjudged_contrast)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_the_login_page(browser, server, theme):
+    context = new_context(browser, server, fake_device=False, color_scheme=theme)
+    context.add_init_script(path=str(AXE))
+    page = context.new_page()
+    problems = PageProblems(page)
+    page.goto("/login")
+    expect(page.get_by_role("heading", name="Log in", level=1)).to_be_visible()
+    assert_accessible(page, f"login, {theme}")
+    page.get_by_label("User name").fill("nobody")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_be_visible()  # the failed login's message
+    assert_accessible(page, f"login with its error, {theme}")
+    screenshot(page, f"a11y-{theme}-login")
+    assert problems.csp(page) == [] and problems.errors == []
+    context.close()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_the_dialer_idle_ringing_and_in_a_call(open_dialer, theme):
+    page = open_dialer(init_script=AXE.read_text(encoding="utf-8"))
+    page.emulate_media(color_scheme=theme)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Shetphone")
+    assert_accessible(page, f"dialer before Start, {theme}")
+    start_phone(page)
+    page.get_by_label("Phone number").fill("01595 12")  # a number half typed: its problem is shown
+    assert_accessible(page, f"dialer idle, {theme}")
+    page.get_by_label("Phone number").fill("")
+
+    page.evaluate("() => window.__fakeDevice.incoming({From: '+441595123456'})")
+    expect(page.get_by_test_id("incoming-caller")).to_have_text("Mum")
+    assert_accessible(page, f"dialer ringing, {theme}")
+    screenshot(page, f"a11y-{theme}-ringing")
+
+    page.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    page.get_by_role("button", name="Mute").click()  # the muted flag and the warning colours
+    page.evaluate("() => window.__fakeDevice.lastCall.emit('warning', 'high-rtt')")
+    expect(page.get_by_test_id("call-warnings")).to_be_visible()
+    assert_accessible(page, f"dialer in a call, {theme}")
+    screenshot(page, f"a11y-{theme}-call")
