@@ -337,7 +337,10 @@ class Plan:
     """Twilio steps in order, and the state to store once they have all succeeded.
 
     ``checkpoints[i]`` is the state once ``steps[:i + 1]`` are done (what to store when
-    a later step fails and cannot be undone). ``early_state``, when set, must be in
+    a later step fails and cannot be undone); ``base`` is the state before the first
+    step, with what a callback told already in it (what to store when a callback's first
+    step fails; a request's failure stores the state it started from instead, as the
+    request is refused whole). ``early_state``, when set, must be in
     the store *before* the steps run: Twilio calls back (the <Dial action> of a call
     moving into the conference) before the REST request returns. ``notices`` are
     sentences for the people on the call ("bob did not answer.").
@@ -348,10 +351,7 @@ class Plan:
     checkpoints: tuple[CallControl, ...] = ()
     early_state: CallControl | None = None
     notices: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.steps) or self.early_state is not None or bool(self.notices)
+    base: CallControl | None = None  # None: the same as ``state`` (a plan with no steps)
 
 
 @dataclass(frozen=True)
@@ -375,8 +375,11 @@ class _Planner:
         self.checkpoints: list[CallControl] = []
         self.notices: list[str] = []
         self.early = False
+        self.base: CallControl | None = None
 
     def do(self, step: Step, state: CallControl) -> None:
+        if not self.steps:
+            self.base = self.state
         self.steps.append(step)
         self.state = state
         self.checkpoints.append(state)
@@ -388,7 +391,8 @@ class _Planner:
     def plan(self) -> Plan:
         _reconcile(self)
         return Plan(steps=tuple(self.steps), state=self.state, checkpoints=tuple(self.checkpoints),
-                    early_state=self.state if self.early else None, notices=tuple(self.notices))
+                    early_state=self.state if self.early else None, notices=tuple(self.notices),
+                    base=self.base if self.steps else self.state)
 
 
 # -------------------------------------------------------------------- requests
@@ -554,6 +558,26 @@ def on_call_status(state: CallControl, call_sid: str, call_status: str, config: 
     return planner.plan()
 
 
+def on_step_failed(state: CallControl, step: Step, message: str, config: ControlConfig) -> Plan:
+    """A step of a *callback's* plan failed for good (a request's failure is its 502 instead).
+
+    Without this a wanted change would be tried again at every callback and, for a
+    target Twilio will not call, keep the caller on hold for ever: a ring that failed is
+    a target that could not be reached; a hold that failed is given up, and said.
+    """
+    planner = _Planner(state, config)
+    if isinstance(step, Ring):
+        party = state.party(label=step.label)
+        if party is not None and party.status in ("pending", "ringing"):
+            _gone(planner, replace(party, status="pending"), "failed")
+            return planner.plan()
+    elif isinstance(step, Hold) and step.call_sid == state.outside.call_sid and state.hold_wanted == step.hold:
+        planner.set(replace(state, hold_wanted=state.outside.held))
+        planner.notices.append(f"The caller could not be {'put on' if step.hold else 'taken off'} hold: {message}")
+        return planner.plan()
+    return Plan(steps=(), state=state)
+
+
 def _party_of(state: CallControl, event: ConferenceEvent) -> Party | None:
     return (state.party(call_sid=event.call_sid) if event.call_sid else None) or (
         state.party(label=event.label) if event.label else None)
@@ -609,8 +633,8 @@ def _cold_target_unanswered(planner: _Planner, party: Party, call_status: str | 
         return
     voicemail = planner.config.voicemail_twiml if state.direction == "inbound" else None
     document = voicemail or twiml.refusal(planner.config.unanswered_message)
-    state = _replace_party(replace(state, phase="ended"), outside.label, status="left")
-    planner.do(RedirectCall(call_sid=outside.call_sid, twiml=document), state)
+    # The outside party leaving the conference for its new TwiML ends it (endConferenceOnExit).
+    planner.do(RedirectCall(call_sid=outside.call_sid, twiml=document), _ended(state))
     _stop_ringing(planner)
     planner.notices.append(f"{party.name} {_why_unanswered(call_status)}; the caller "
                            f"{'was sent to voicemail' if voicemail else 'was told, and the call ended'}.")
@@ -619,16 +643,21 @@ def _cold_target_unanswered(planner: _Planner, party: Party, call_status: str | 
 def _outside_gone(planner: _Planner) -> None:
     # endConferenceOnExit ends the conference for the team's legs; only a target still
     # ringing (not in the conference yet) must be stopped here.
-    planner.set(replace(planner.state, phase="ended", transfer=None, hold_wanted=False))
+    planner.set(_ended(planner.state))
     _stop_ringing(planner)
 
 
 def _conference_ended(planner: _Planner) -> None:
-    state = replace(planner.state, phase="ended", transfer=None, hold_wanted=False)
-    parties = tuple(replace(p, status="left") if p.status in ("connecting", "joined", "pending") else p
-                    for p in state.parties)
-    planner.set(replace(state, parties=parties))
+    planner.set(_ended(planner.state))
     _stop_ringing(planner)
+
+
+def _ended(state: CallControl) -> CallControl:
+    """The conference is over: everyone in it (or on the way) is gone; a call still ringing is not."""
+    parties = tuple(replace(p, status="left", held=False) if p.status in ("bridged", "connecting", "joined",
+                                                                          "pending") else p
+                    for p in state.parties)
+    return replace(state, phase="ended", transfer=None, hold_wanted=False, parties=parties)
 
 
 def _stop_ringing(planner: _Planner) -> None:
@@ -691,9 +720,7 @@ def _end_if_alone(planner: _Planner) -> None:
         return
     if any(party.active for party in state.parties if not party.outside):
         return
-    planner.do(EndConference(state.conference_sid),
-               _replace_party(replace(state, phase="ended", hold_wanted=False, transfer=None),
-                              state.outside.label, status="left"))
+    planner.do(EndConference(state.conference_sid), _ended(state))
 
 
 # ------------------------------------------------------------------------ view

@@ -312,6 +312,7 @@ class PlanOutcome:
     state: control.CallControl
     error: TwilioRestError | None = None
     done: tuple[control.Step, ...] = ()  # the steps Twilio carried out and that were not undone
+    failed: control.Step | None = None  # the step that failed (for control.on_step_failed)
     undo_failed: bool = False  # an undo failed too: ``state`` says what is left in place
     rung: dict[str, str] = field(default_factory=dict)  # label -> call SID of each Ring that succeeded
 
@@ -319,9 +320,10 @@ class PlanOutcome:
 def run_plan(rest: TwilioRest, plan: control.Plan, before: control.CallControl) -> PlanOutcome:
     """Perform ``plan``'s steps in order; on a failure, undo what can be undone, newest first.
 
-    ``before`` is the state the plan was made from; the outcome's state is the plan's
-    final state when every step succeeded, ``before`` when a failure was fully undone,
-    else the checkpoint of the last step still in force.
+    The outcome's state is the plan's final state when every step succeeded, ``before``
+    when a failure was fully undone, else the checkpoint of the last step still in
+    force. ``before``: for a request, the state it was planned from (refused whole);
+    for a callback, ``plan.base`` (what the callback told stays true).
     """
     checkpoints = list(plan.checkpoints)
     final = plan.state
@@ -332,7 +334,7 @@ def run_plan(rest: TwilioRest, plan: control.Plan, before: control.CallControl) 
             call_sid = rest.perform(step)
         except TwilioRestError as error:
             log.warning("control step %s for %s failed: %s", type(step).__name__, before.root_sid, error)
-            return _undo(rest, plan, before, checkpoints, done, rung, error)
+            return _undo(rest, plan, before, checkpoints, done, rung, error, step)
         if isinstance(step, control.Ring) and call_sid:
             rung[step.label] = call_sid
             # Later checkpoints learn the rung call's SID, so callbacks about it find their party.
@@ -343,7 +345,7 @@ def run_plan(rest: TwilioRest, plan: control.Plan, before: control.CallControl) 
 
 
 def _undo(rest: TwilioRest, plan: control.Plan, before: control.CallControl, checkpoints: list,
-          done: list[int], rung: dict[str, str], error: TwilioRestError) -> PlanOutcome:
+          done: list[int], rung: dict[str, str], error: TwilioRestError, failed: control.Step) -> PlanOutcome:
     remaining = list(done)
     while remaining:
         index = remaining[-1]
@@ -356,10 +358,11 @@ def _undo(rest: TwilioRest, plan: control.Plan, before: control.CallControl, che
         except TwilioRestError as undo_error:
             log.warning("could not undo %s for %s: %s", type(step).__name__, before.root_sid, undo_error)
             return PlanOutcome(state=checkpoints[index], error=error,
-                               done=tuple(plan.steps[i] for i in remaining), undo_failed=True,
-                               rung={k: v for k, v in rung.items()})
+                               done=tuple(plan.steps[i] for i in remaining), failed=failed, undo_failed=True,
+                               rung=dict(rung))
         remaining.pop()
         if isinstance(step, control.Ring):
             rung.pop(step.label, None)
     state = checkpoints[remaining[-1]] if remaining else before
-    return PlanOutcome(state=state, error=error, done=tuple(plan.steps[i] for i in remaining), rung=rung)
+    return PlanOutcome(state=state, error=error, done=tuple(plan.steps[i] for i in remaining), failed=failed,
+                       rung=rung)

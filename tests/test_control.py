@@ -289,7 +289,7 @@ def test_a_target_ringing_or_answering_is_not_an_ending():
 def test_cold_transfer_of_an_incoming_call_before_any_conference_hangs_up_the_users_leg():
     outcome = plan(incoming(), TransferRequest(BOB, "cold"))
     (move,) = outcome.steps
-    assert move == MoveIntoConference(CHILD, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup /></Response>")
+    assert move.call_sid == CHILD and [verb.tag for verb in ET.fromstring(move.twiml)] == ["Hangup"]
     state = outcome.state
     assert state.party(label="alice").status == "left" and state.party(label="bob").status == "pending"
     assert control.participants_view(state)["participants"][2]["status"] == "ringing"
@@ -493,6 +493,37 @@ def test_a_ringing_cold_target_keeps_the_conference_up_after_the_user_left():
     assert outcome.steps == () and outcome.state.phase == "conference"
 
 
+# --------------------------------------------------------- a callback's step failing
+
+
+def test_a_ring_that_fails_in_a_callbacks_plan_is_a_target_that_could_not_be_reached():
+    started = control.on_conference_event(plan(incoming(), TransferRequest(BOB, "warm")).state,
+                                          event("conference-start", sequence=1), CONFIG)
+    (ring,) = started.steps
+    warm = control.on_step_failed(started.state, ring, "Account not authorized", CONFIG)
+    assert warm.state.transfer is None and not warm.state.hold_wanted
+    assert warm.state.party(label="bob").status == "left"
+    assert warm.notices == ("bob could not be reached; the caller is back with you.",)
+
+    cold = control.on_conference_event(plan(incoming(), TransferRequest(BOB, "cold")).state,
+                                       event("conference-start", sequence=1), CONFIG)
+    joined = control.on_conference_event(cold.state, event("participant-join", ROOT, 2), CONFIG).state
+    failed = control.on_step_failed(joined, cold.steps[0], "Account not authorized", CONFIG)
+    assert failed.steps == (RedirectCall(ROOT, VOICEMAIL),)
+
+
+def test_a_hold_that_fails_in_a_callbacks_plan_is_given_up_and_said():
+    wanted = plan(incoming(), HoldRequest(True)).state
+    started = control.on_conference_event(wanted, event("conference-start", sequence=1), CONFIG)
+    joined = control.on_conference_event(started.state, event("participant-join", ROOT, 2), CONFIG)
+    (hold,) = joined.steps
+    assert joined.base.outside.status == "joined" and not joined.base.outside.held  # what stays if the hold fails
+    given_up = control.on_step_failed(joined.base, hold, "Busy", CONFIG)
+    assert given_up.steps == () and not given_up.state.hold_wanted
+    assert given_up.notices == ("The caller could not be put on hold: Busy",)
+    assert control.on_step_failed(joined.state, Remove(CF, CHILD), "x", CONFIG).state == joined.state
+
+
 # ------------------------------------------------------------------ the pieces
 
 
@@ -536,3 +567,253 @@ def test_the_view_of_a_plain_call():
             {"call_sid": CHILD, "label": "alice", "kind": "client", "name": "alice", "status": "joined",
              "held": False, "muted": False},
         ]}
+
+
+# ============================================================ against the Twilio stand-in
+# The plans performed by twilio_rest on the stand-in, with tests/control_harness.py in the
+# place of the store and routes: the edges of issue 11, as Twilio would play them.
+
+PUBLIC = "https://phone.example.test"
+GREETING = "Sorry, nobody can take your call."
+
+
+@pytest.fixture
+def wired(standin):
+    from control_harness import ControlHarness
+
+    from shetphone import twiml
+
+    voicemail = twiml.voicemail(GREETING, None, PUBLIC + "/voice/recording", PUBLIC + "/voice/recorded")
+    return ControlHarness(standin, PUBLIC, TEAM, ("alice", "bob"), replace(CONFIG, voicemail_twiml=voicemail),
+                          voicemail)
+
+
+def answered(standin, wired):
+    """A caller rang the team number and alice answered: (root, alice's leg)."""
+    root = standin.incoming_call(CALLER, TEAM).sid
+    standin.run()
+    (alice,) = [c for c in standin.children_of(root) if c.to == "client:alice"]
+    standin.answer(alice.sid)
+    standin.run()
+    assert wired.states[root].phase == "bridged"
+    return root, alice.sid
+
+
+def rung(standin, to: str):
+    (call,) = [c for c in standin.calls_to(to) if c.active]
+    return call
+
+
+def test_flow_hold_and_resume_a_plain_incoming_call(standin, wired):
+    root, alice = answered(standin, wired)
+    status, body = wired.request(root, "alice", HoldRequest(True))
+    assert status == 200 and body["participants"][0]["held"] is True
+    standin.run()  # the parent's <Dial action>, then the conference's callbacks
+    conference = standin.conference_named("shetphone-" + root)
+    assert set(conference.participants) == {root, alice}
+    assert standin.participant(root).hold is True and standin.call(root).heard == ["hold:" + HOLD_URL]
+    assert standin.participant(alice).hold is False
+    assert wired.emitted[-1]["participants"][0]["held"] is True
+    status, _ = wired.request(root, "alice", HoldRequest(False))
+    standin.run()
+    assert status == 200 and standin.participant(root).hold is False
+    assert [p["status"] for p in wired.emitted[-1]["participants"]] == ["joined", "joined"]
+
+
+def test_flow_hold_an_outgoing_call(standin, wired):
+    root = standin.browser_call("alice", CALLER).sid
+    standin.run()
+    (number,) = standin.children_of(root)
+    standin.answer(number.sid)
+    standin.run()
+    assert wired.request(root, "alice", HoldRequest(True))[0] == 200
+    standin.run()
+    assert standin.participant(number.sid).hold is True and standin.participant(root).hold is False
+
+
+def test_flow_cold_transfer_answered(standin, wired):
+    root, alice = answered(standin, wired)
+    assert wired.request(root, "alice", TransferRequest(BOB, "cold"))[0] == 200
+    standin.run()
+    assert standin.call(alice).status == "completed"  # alice left at once
+    bob = rung(standin, "client:bob")
+    assert (bob.from_, standin.participant(root).hold) == (TEAM, True)
+    standin.answer(bob.sid)
+    standin.run()
+    assert standin.participant(root).hold is False
+    assert set(standin.conference_named("shetphone-" + root).participants) == {root, bob.sid}
+    assert wired.emitted[-1]["transfer"] is None
+
+
+def test_flow_cold_transfer_unanswered_the_caller_leaves_a_voicemail(standin, wired):
+    root, _ = answered(standin, wired)
+    wired.request(root, "alice", TransferRequest(BOB, "cold"))
+    standin.run()
+    standin.no_answer(rung(standin, "client:bob").sid)
+    standin.run()
+    caller = standin.call(root)
+    assert caller.heard[-1] == "say:" + GREETING and caller.recording is not None
+    assert standin.conference_named("shetphone-" + root).status == "completed"
+    assert wired.notices[-1] == "bob did not answer; the caller was sent to voicemail."
+    standin.finish_recording(root)
+    standin.run()
+    assert standin.deliveries_to("/voice/recording")[0].params["CallSid"] == root
+
+
+def test_flow_cold_transfer_unanswered_on_an_outgoing_call_the_other_party_is_told(standin, wired):
+    root = standin.browser_call("alice", CALLER).sid
+    standin.run()
+    (number,) = standin.children_of(root)
+    standin.answer(number.sid)
+    standin.run()
+    wired.request(root, "alice", TransferRequest(MOBILE, "cold"))
+    standin.run()
+    assert standin.call(root).status == "completed"  # alice's browser leg left at its <Dial action>
+    standin.no_answer(rung(standin, MOBILE.name).sid)
+    standin.run()
+    assert number.heard[-1] == "say:" + control.UNANSWERED_MESSAGE and number.status == "completed"
+
+
+def warm_to_bob_answered(standin, wired):
+    root, alice = answered(standin, wired)
+    wired.request(root, "alice", TransferRequest(BOB, "warm"))
+    standin.run()
+    bob = rung(standin, "client:bob")
+    standin.answer(bob.sid)
+    standin.run()
+    assert standin.participant(root).hold is True and standin.participant(alice).hold is False
+    return root, alice, bob.sid
+
+
+def test_flow_warm_transfer_completed(standin, wired):
+    root, alice, bob = warm_to_bob_answered(standin, wired)
+    assert wired.request(root, "alice", CompleteRequest())[0] == 200
+    standin.run()
+    assert set(standin.conference_named("shetphone-" + root).participants) == {root, bob}
+    assert standin.participant(root).hold is False and standin.call(alice).status == "completed"
+
+
+def test_flow_warm_transfer_cancelled(standin, wired):
+    root, alice, bob = warm_to_bob_answered(standin, wired)
+    assert wired.request(root, "alice", CancelRequest())[0] == 200
+    standin.run()
+    assert set(standin.conference_named("shetphone-" + root).participants) == {root, alice}
+    assert standin.participant(root).hold is False and standin.call(bob).status == "completed"
+
+
+def test_flow_warm_transfer_unanswered_tells_the_user_and_takes_the_caller_off_hold(standin, wired):
+    root, alice = answered(standin, wired)
+    wired.request(root, "alice", TransferRequest(BOB, "warm"))
+    standin.run()
+    standin.no_answer(rung(standin, "client:bob").sid)
+    standin.run()
+    assert standin.participant(root).hold is False and standin.participant(alice) is not None
+    assert wired.notices == ["bob did not answer; the caller is back with you."]
+    assert wired.emitted[-1]["transfer"] is None
+
+
+def test_flow_the_users_browser_drops_during_a_warm_transfer(standin, wired):
+    root, alice, bob = warm_to_bob_answered(standin, wired)
+    standin.hang_up(alice)
+    standin.run()
+    assert standin.participant(root).hold is False  # not left on hold: with bob now
+    assert set(standin.conference_named("shetphone-" + root).participants) == {root, bob}
+
+
+def test_flow_the_users_browser_drops_while_the_warm_target_rings_then_no_answer(standin, wired):
+    root, alice = answered(standin, wired)
+    wired.request(root, "alice", TransferRequest(BOB, "warm"))
+    standin.run()
+    standin.hang_up(alice)
+    standin.run()
+    assert standin.participant(root).hold is True  # still waiting for bob...
+    standin.no_answer(rung(standin, "client:bob").sid)
+    standin.run()
+    assert standin.call(root).heard[-1] == "say:" + GREETING  # ...who did not answer: voicemail, not hold for ever
+
+
+def test_flow_three_way_call(standin, wired):
+    root, _ = answered(standin, wired)
+    assert wired.request(root, "alice", AddRequest(MOBILE))[0] == 200
+    standin.run()
+    standin.answer(rung(standin, MOBILE.name).sid)
+    standin.run()
+    conference = standin.conference_named("shetphone-" + root)
+    assert len(conference.participants) == 3 and not any(p.hold for p in conference.participants.values())
+
+
+def test_flow_the_caller_hanging_up_while_held_ends_it_and_every_team_leg_is_told(standin, wired):
+    root, alice = answered(standin, wired)
+    wired.request(root, "alice", AddRequest(BOB))
+    standin.run()
+    bob = rung(standin, "client:bob")
+    standin.answer(bob.sid)
+    standin.run()
+    wired.request(root, "bob", HoldRequest(True))  # bob is on the call now: he may hold it
+    standin.run()
+    standin.hang_up(root)
+    standin.run()
+    assert standin.conference_named("shetphone-" + root).status == "completed"
+    assert (standin.call(alice).status, bob.status) == ("completed", "completed")
+    for leg in (alice, bob.sid):
+        assert [d.params["CallStatus"] for d in standin.deliveries_to("/voice/status")
+                if d.params["CallSid"] == leg][-1] == "completed"
+    assert wired.states[root].phase == "ended"
+    assert {p["status"] for p in wired.emitted[-1]["participants"]} == {"left"}
+
+
+def test_flow_two_people_press_hold_at_once_one_wins_the_other_is_answered_409(standin, wired):
+    root, _ = answered(standin, wired)
+    wired.request(root, "alice", AddRequest(BOB))
+    standin.run()
+    standin.answer(rung(standin, "client:bob").sid)
+    standin.run()
+    holds_before = len([r for r in standin.requests_seen if r.param("Hold")])
+    bobs: list = []
+    standin.while_answering(lambda: bobs.append(wired.request(root, "bob", HoldRequest(True))),
+                            path=r"/Participants/CA")
+    alices = wired.request(root, "alice", HoldRequest(True))
+    assert alices[0] == 200
+    assert bobs == [(409, {"error": control.ANOTHER_CHANGE_UNDER_WAY.message})]
+    assert len([r for r in standin.requests_seen if r.param("Hold")]) == holds_before + 1
+    assert standin.participant(root).hold is True
+
+
+def test_flow_twilio_failing_is_a_502_with_its_message_and_nothing_half_done(standin, wired):
+    root, alice = answered(standin, wired)
+    before = wired.states[root]
+    standin.fail_next(400, "Call is not in-progress. Cannot redirect.", 21220, path=r"/Calls/CA")
+    assert wired.request(root, "alice", HoldRequest(True)) == (
+        502, {"error": "Call is not in-progress. Cannot redirect."})
+    assert wired.states[root] == before
+    standin.run()
+    assert standin.conference_named("shetphone-" + root) is None  # still the plain call
+
+    assert wired.request(root, "alice", HoldRequest(True))[0] == 200
+    standin.run()
+    held = wired.states[root]
+    standin.unreachable = True
+    status, body = wired.request(root, "alice", TransferRequest(BOB, "cold"))
+    standin.unreachable = False
+    assert status == 502 and "Twilio could not be reached" in body["error"]
+    assert wired.states[root] == held
+    assert [c for c in standin.calls_to("client:bob") if c.direction == "outbound-api"] == []  # never rung
+    assert standin.participant(alice) is not None and standin.participant(root).hold is True
+
+
+def test_flow_twilios_dial_action_may_come_before_its_rest_answer(standin, wired):
+    root, alice = answered(standin, wired)
+    standin.while_answering(standin.run, path=r"/Calls/CA")  # callbacks first, the REST answer after
+    assert wired.request(root, "alice", HoldRequest(True))[0] == 200
+    standin.run()
+    assert set(standin.conference_named("shetphone-" + root).participants) == {root, alice}
+    assert standin.participant(root).hold is True
+
+
+def test_flow_a_deferred_ring_that_twilio_refuses_sends_the_caller_to_voicemail(standin, wired):
+    root, _ = answered(standin, wired)
+    standin.fail_next(400, "Account not authorized to call client:bob", 21215, path=r"/Participants\.json$")
+    assert wired.request(root, "alice", TransferRequest(BOB, "cold"))[0] == 200  # only the move, so far
+    standin.run()
+    assert standin.call(root).heard[-1] == "say:" + GREETING
+    assert wired.notices == ["bob could not be reached; the caller was sent to voicemail."]

@@ -264,3 +264,15 @@ def test_an_irreversible_step_is_not_undone_and_stays_in_the_state(standin, rest
     assert outcome.error is not None
     assert outcome.state.party(label="alice").status == "left"
     assert [type(s) for s in outcome.done] == [control.Remove]
+
+
+def test_a_callbacks_plan_failing_at_its_first_step_keeps_what_the_callback_told(standin, rest):
+    state, outside, _ = conference_state(standin, rest)
+    wanted = control.plan_request(state, control.HoldRequest(True), "alice", CONFIG).state
+    unheld = control._replace_party(wanted, "outside", held=False, status="connecting")
+    joined = control.on_conference_event(unheld, control.ConferenceEvent(
+        "participant-join", wanted.conference_sid, wanted.conference_name, outside, "outside", sequence=9), CONFIG)
+    standin.fail_next(500, "Service unavailable", 20500)
+    outcome = run_plan(rest, joined, joined.base)
+    assert outcome.failed == joined.steps[0] and outcome.state == joined.base
+    assert outcome.state.outside.status == "joined" and outcome.state.outside.sequence == 9

@@ -263,6 +263,7 @@ class TwilioStandIn:
         self.delivered: list[Delivery] = []
         self.unreachable = False  # connections are dropped without an answer
         self.stalled = False  # connections are held open without an answer
+        self._while_answering: list[tuple[re.Pattern | None, Callable[[], None]]] = []
         self._failures: list[list] = []  # [path pattern, method, failure, matches still to let through]
         self._callbacks = None
         self.public_url = ""
@@ -313,6 +314,15 @@ class TwilioStandIn:
         with self._lock:
             self._failures.append([re.compile(path) if path else None, method, RestFailure(status, code, message),
                                    skip])
+
+    def while_answering(self, action: Callable[[], None], path: str | None = None) -> None:
+        """Run ``action`` once, while the next REST request (matching ``path``) waits for its answer.
+
+        Twilio may call back before its REST answer arrives; ``action`` can post callbacks
+        then (``run``), or make another request, to see the app cope with that race.
+        """
+        with self._lock:
+            self._while_answering.append((re.compile(path) if path else None, action))
 
     # ----------------------------------------------------------- call hooks
 
@@ -1072,9 +1082,15 @@ class _Handler(BaseHTTPRequestHandler):
         params = parse_qs(split.query, keep_blank_values=True)
         for key, values in parse_qs(body, keep_blank_values=True).items():
             params.setdefault(key, []).extend(values)
+        with standin._lock:
+            hooks = [hook for hook in standin._while_answering if hook[0] is None or hook[0].search(split.path)][:1]
+            for hook in hooks:
+                standin._while_answering.remove(hook)
         status, payload, headers = standin.handle_rest(method, split.path, params,
                                                        self.headers.get("Authorization", ""),
                                                        self.headers.get("Range"))
+        for _, action in hooks:
+            action()  # after Twilio acted on the request, before its answer reaches the app
         if isinstance(payload, dict):
             data, content_type = json.dumps(payload).encode(), "application/json"
         else:
