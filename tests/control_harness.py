@@ -57,8 +57,9 @@ class ControlHarness:
             plan = control.plan_request(state, request, user, self.config)
             if isinstance(plan, control.Refusal):
                 return plan.status, {"error": plan.message}
-            if not plan.steps:
-                return 200, {"call_sid": root, "participants": control.participants_view(state)["participants"]}
+            if not plan.steps:  # no step, yet maybe a change (a hold taken back before it was done)
+                self._store(root, plan.state, plan.notices)
+                return 200, {"call_sid": root, "participants": control.participants_view(plan.state)["participants"]}
             if root in self.claimed:
                 refusal = control.ANOTHER_CHANGE_UNDER_WAY
                 return refusal.status, {"error": refusal.message}

@@ -160,6 +160,14 @@ def test_an_outgoing_calls_dialled_number_is_the_child_moved_and_ends_the_confer
     assert conference_attributes(answer.twiml)[1]["participantLabel"] == "alice"
 
 
+def test_a_hold_taken_back_before_the_conference_exists_is_never_done():
+    moving = plan(incoming(), HoldRequest(True)).state
+    resumed = plan(moving, HoldRequest(False))
+    assert resumed.steps == () and not resumed.state.hold_wanted  # no step, but a change to store
+    started = control.on_conference_event(resumed.state, event("conference-start"), CONFIG).state
+    assert control.on_conference_event(started, event("participant-join", ROOT, 2), CONFIG).steps == ()
+
+
 def test_hold_and_resume_in_the_conference():
     held = plan(in_conference(), HoldRequest(True))
     assert held.steps == (Hold(CF, ROOT, True, HOLD_URL),) and held.early_state is None

@@ -65,6 +65,9 @@ Where each behaviour comes from (Twilio's documentation):
 - Every request to the app is signed: ``X-Twilio-Signature`` over the full URL and
   the POST fields (https://www.twilio.com/docs/usage/security#validating-requests).
 
+Nothing happens by the clock: a call rings until the test says ``answer``, ``no_answer``,
+``busy`` or ``hang_up`` (``timeout`` and ``Timeout`` are only recorded).
+
 What Twilio's documentation leaves open, this stand-in does the cautious way, and
 the app must cope: a call still ringing toward a conference that ends keeps ringing;
 a caller who hangs up during ``<Dial>`` gets no ``action`` request.
