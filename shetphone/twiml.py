@@ -12,13 +12,19 @@ from functools import lru_cache
 from twilio.twiml.voice_response import VoiceResponse
 
 STATUS_EVENTS = "initiated ringing answered completed"
+CONFERENCE_EVENTS = "start end join leave hold"
 VOICEMAIL_MAX_SECONDS = 120
 
 
-def outbound_dial(destination: str, caller_id: str, status_url: str) -> str:
-    """A browser's call to a phone number, ringing back only once the far end answers."""
+def outbound_dial(destination: str, caller_id: str, status_url: str, action_url: str | None = None) -> str:
+    """A browser's call to a phone number, ringing back only once the far end answers.
+
+    ``action_url`` (/voice/dial-complete) lets the browser's leg follow its child into a
+    conference when call control moves the call (SPEC §6).
+    """
     response = VoiceResponse()
-    dial = response.dial(caller_id=caller_id, answer_on_bridge=True)
+    options = {"action": action_url} if action_url else {}
+    dial = response.dial(caller_id=caller_id, answer_on_bridge=True, **options)
     dial.number(destination, status_callback=status_url, status_callback_event=STATUS_EVENTS)
     return str(response)
 
@@ -99,4 +105,19 @@ def voicemail(greeting: str, greeting_url: str | None, recording_url: str, actio
 def hangup() -> str:
     response = VoiceResponse()
     response.hangup()
+    return str(response)
+
+
+def conference(name: str, status_url: str, label: str, end_on_exit: bool) -> str:
+    """A leg joining the call's conference (SPEC §6); the outside party's leaving ends it."""
+    response = VoiceResponse()
+    response.dial().conference(
+        name,
+        beep=False,
+        start_conference_on_enter=True,
+        end_conference_on_exit=end_on_exit,
+        status_callback=status_url,
+        status_callback_event=CONFERENCE_EVENTS,
+        participant_label=label,
+    )
     return str(response)

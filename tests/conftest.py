@@ -359,3 +359,17 @@ def pytest_collection_modifyitems(config, items) -> None:
     event loop".
     """
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# ------------------------------------------------------------------ Twilio stand-in
+
+
+@pytest.fixture
+def standin() -> Iterator:
+    """Twilio's REST API and call engine (tests/twilio_standin.py) for a fresh account; callbacks manual."""
+    from twilio_standin import TwilioStandIn
+
+    environment = twilio_environment()
+    host = TwilioStandIn(environment["TWILIO_ACCOUNT_SID"], environment["TWILIO_AUTH_TOKEN"])
+    yield host
+    host.stop()

@@ -96,3 +96,25 @@ def test_ring_legs_rings_browsers_and_phones_in_one_dial_with_a_caller_id():
     ]
     for leg in dial:
         assert leg.attrib == {"statusCallback": STATUS, "statusCallbackEvent": EVENTS}
+
+
+def test_outbound_dial_with_an_action_lets_the_browser_leg_follow_into_a_conference():
+    action = "https://phone.example.test/voice/dial-complete"
+    (dial,) = parse(twiml.outbound_dial("+441595123456", "+441595000001", STATUS, action_url=action))
+    assert dial.attrib == {"callerId": "+441595000001", "answerOnBridge": "true", "action": action}
+
+
+def test_conference_leg():
+    callback = "https://phone.example.test/voice/conference"
+    (dial,) = parse(twiml.conference("shetphone-CA1", callback, "outside", end_on_exit=True))
+    assert dial.tag == "Dial" and dial.attrib == {}
+    (conference,) = dial
+    assert conference.tag == "Conference" and conference.text == "shetphone-CA1"
+    assert conference.attrib == {
+        "beep": "false", "startConferenceOnEnter": "true", "endConferenceOnExit": "true",
+        "statusCallback": callback, "statusCallbackEvent": "start end join leave hold",
+        "participantLabel": "outside",
+    }
+    (member,) = parse(twiml.conference("shetphone-CA1", callback, "alice", end_on_exit=False))
+    assert member[0].attrib["endConferenceOnExit"] == "false"
+    assert member[0].attrib["participantLabel"] == "alice"

@@ -1,14 +1,14 @@
 """Voicemail end to end: unanswered call, recording callback, event, listing, and our audio route.
 
-A local HTTP server stands in for Twilio's REST API (``twilio_api_base``): it
-checks the account's credentials and serves bytes, with Range support.
+The Twilio stand-in (tests/twilio_standin.py) serves the recording at ``twilio_api_base``:
+it checks the account's credentials and serves bytes, with Range support.
 """
 
 from __future__ import annotations
 
 import pytest
 from conftest import login, make_team_files
-from twilio_media_host import TwilioMediaHost
+from twilio_standin import TwilioStandIn
 
 from shetphone import create_app
 from shetphone.settings import load_settings
@@ -20,7 +20,8 @@ RECORDING_SID = "RE" + "ab" * 16
 
 @pytest.fixture
 def media_host():
-    host = TwilioMediaHost(AUDIO)
+    host = TwilioStandIn()
+    host.add_recording(RECORDING_SID, AUDIO)
     yield host
     host.stop()
 
@@ -90,9 +91,9 @@ def test_our_route_streams_twilios_audio_with_the_accounts_credentials(team, med
     assert response.status_code == 200
     assert response.mimetype == "audio/mpeg"
     assert response.data == AUDIO
-    path, auth, _ = media_host.requests_seen[-1]
-    assert path == f"/2010-04-01/Accounts/{files.environ['TWILIO_ACCOUNT_SID']}/Recordings/{RECORDING_SID}.mp3"
-    assert auth == media_host.expected_auth
+    seen = media_host.requests_seen[-1]
+    assert seen.path == f"/2010-04-01/Accounts/{files.environ['TWILIO_ACCOUNT_SID']}/Recordings/{RECORDING_SID}.mp3"
+    assert seen.authorization == media_host.expected_auth
     assert files.environ["TWILIO_AUTH_TOKEN"].encode() not in b"".join(
         f"{k}: {v}".encode() for k, v in response.headers.items())
 

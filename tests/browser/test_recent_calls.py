@@ -1,5 +1,5 @@
 """The recent calls panel against the real server: live missed calls and their badge,
-voicemail played from a stand-in for Twilio's media host, redialling, directions and aliases.
+voicemail played from the Twilio stand-in, redialling, directions and aliases.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
-from twilio_media_host import TwilioMediaHost
+from twilio_standin import TwilioStandIn
 
 from browser.browser_helpers import (
     DESKTOP,
@@ -60,7 +60,7 @@ def seed_older_calls(database: str) -> None:
 
 @pytest.fixture(scope="module")
 def media_host():
-    host = TwilioMediaHost(b"")
+    host = TwilioStandIn()
     yield host
     host.stop()
 
@@ -71,7 +71,7 @@ def server(tmp_path_factory, media_host):
     root = tmp_path_factory.mktemp("team")
     files = make_team_files(root, extra=f"twilio_api_base = {media_host.url}")
     media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
-    media_host.audio = spoken_message(root)
+    media_host.add_recording(RECORDING_SID, spoken_message(root))
     seed_older_calls(f"sqlite:///{root / 'shetphone.sqlite3'}")
     live = start_server(files)
     yield live
@@ -180,7 +180,7 @@ def test_a_voicemail_appears_and_plays_from_twilios_media_host(open_dialer, serv
     expect(row.get_by_role("button", name="Pause the voicemail from +44 7700 900999")).to_be_visible()
     account = server.files.environ["TWILIO_ACCOUNT_SID"]
     assert (f"/2010-04-01/Accounts/{account}/Recordings/{RECORDING_SID}.mp3", media_host.expected_auth) \
-        in [(path, auth) for path, auth, _ in media_host.requests_seen]
+        in [(seen.path, seen.authorization) for seen in media_host.requests_seen]
     shoot_panel(page, "recent-calls-voicemail-playing")
     row.get_by_role("button", name="Pause the voicemail from +44 7700 900999").focus()
     page.keyboard.press("Enter")  # the player works from the keyboard
