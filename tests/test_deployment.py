@@ -133,7 +133,7 @@ def test_forwarded_headers_count_only_with_proxy_hops(tmp_path, hops, login_path
         page = client.get("/login", headers=FORWARDED).get_data(as_text=True)
         assert f'action="{login_path}' in page
     finally:
-        app.extensions["shetphone"].calllog.close()
+        app.extensions["shetphone"].store.close()
 
 
 # --------------------------------------------------------------------------- shape

@@ -32,7 +32,7 @@ def test_token_503_names_the_missing_variables(tmp_path):
     assert response.get_json()["error"] == "Twilio is not configured: set TWILIO_APP_SID, TWILIO_API_SECRET"
     page = client.get("/").get_data(as_text=True)
     assert "TWILIO_API_SECRET" in page  # the page can say what is missing
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_presets(client):
