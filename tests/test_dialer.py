@@ -62,3 +62,17 @@ def test_page_config_is_the_users_own(client):
     assert config["default_region"] == "GB"
     assert config["numbers"] == ["+15005550006", "+441595000001"]
     assert config["twilio_missing"] == []
+
+
+def test_calls_answers_503_when_the_database_does_not_answer_in_time(impatient_app):
+    from store_helpers import sqlite_locked
+
+    client = impatient_app.test_client()
+    login(client, "alice")
+    store = impatient_app.extensions["shetphone"].store
+    with sqlite_locked(store.database, readers_too=True):
+        response = client.get("/calls")
+        assert response.status_code == 503
+        assert response.get_json() == {"error": "the database is not available just now; try again shortly"}
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/calls").get_json() == {"calls": []}
