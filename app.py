@@ -50,10 +50,11 @@ else:
 import click  # noqa: E402
 
 from shetphone import ConfigError, create_app  # noqa: E402
+from shetphone.store import StoreError  # noqa: E402
 
 try:
     app = create_app(async_mode=ASYNC_MODE)
-except ConfigError as error:
+except (ConfigError, StoreError) as error:  # one clear line, never a traceback
     if click.get_current_context(silent=True) is None:
         print(f"shetphone: {error}", file=sys.stderr)
         sys.exit(2)

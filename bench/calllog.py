@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shetphone.calllog import CallLog  # noqa: E402 - after the path is set
+from shetphone.store import Store  # noqa: E402 - after the path is set
 
 NUMBERS = [f"+4415950000{i:02d}" for i in range(1, 9)]
 CLIENTS = ["alice", "bob", "carol", "dave"]
@@ -67,14 +67,15 @@ def write_calls(database_url: str, prefix: str, calls: int) -> tuple[int, int, f
     Returns (applied, ignored, wall seconds, CPU seconds of this process): on a
     shared machine the CPU time says more about the code than the wall time.
     """
-    store = CallLog(database_url)
+    store = Store(database_url)
+    log = store.calls
     applied = ignored = 0
     started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(calls):
         root = f"CA{prefix}{i:08d}"
-        store.open_call(root, direction="inbound", number=NUMBERS[i % 3], from_=CALLER, to=NUMBERS[i % 3], client=None)
+        log.open_call(root, direction="inbound", number=NUMBERS[i % 3], from_=CALLER, to=NUMBERS[i % 3], client=None)
         for form in ring_group_callbacks(root):
-            if store.record_status(form) is None:
+            if log.record_status(form) is None:
                 ignored += 1
             else:
                 applied += 1
@@ -132,7 +133,8 @@ def percentiles(samples: list[float], cpu_samples: list[float]) -> dict:
 
 
 def bench_listing(database_url: str, rows: int, queries: int) -> dict:
-    store = CallLog(database_url)
+    store = Store(database_url)
+    log = store.calls
     now = datetime.now(UTC)
     rng = random.Random(1)
     entries = []
@@ -154,13 +156,13 @@ def bench_listing(database_url: str, rows: int, queries: int) -> dict:
             }
         )
     started = time.perf_counter()
-    store.import_calls(entries)
+    log.import_calls(entries)
     import_seconds = time.perf_counter() - started
     # A few live calls, so catch-up has something to find.
     for i in range(5):
         root = f"CAlive{i}"
-        store.open_call(root, direction="inbound", number=NUMBERS[0], from_=CALLER, to=NUMBERS[0], client=None)
-        store.record_status(
+        log.open_call(root, direction="inbound", number=NUMBERS[0], from_=CALLER, to=NUMBERS[0], client=None)
+        log.record_status(
             {"CallSid": f"{root}a", "ParentCallSid": root, "CallStatus": "ringing", "SequenceNumber": "1"}
         )
 
@@ -177,10 +179,10 @@ def bench_listing(database_url: str, rows: int, queries: int) -> dict:
     results = {
         "rows": rows,
         "import_seconds": round(import_seconds, 2),
-        "calls_for_one_number_and_client_limit_50": timed(store.calls_for, [NUMBERS[0]], "alice", 50),
-        "calls_for_three_numbers_limit_50": timed(store.calls_for, NUMBERS[:3], None, 50),
-        "calls_for_one_number_limit_500": timed(store.calls_for, [NUMBERS[1]], None, 500),
-        "calls_in_progress_one_number_and_client": timed(store.calls_in_progress, [NUMBERS[0]], "alice"),
+        "calls_for_one_number_and_client_limit_50": timed(log.calls_for, [NUMBERS[0]], "alice", 50),
+        "calls_for_three_numbers_limit_50": timed(log.calls_for, NUMBERS[:3], None, 50),
+        "calls_for_one_number_limit_500": timed(log.calls_for, [NUMBERS[1]], None, 500),
+        "calls_in_progress_one_number_and_client": timed(log.calls_in_progress, [NUMBERS[0]], "alice"),
     }
     store.close()
     return results
@@ -199,7 +201,7 @@ def main() -> None:
         writes_url = args.database or f"sqlite:///{workdir}/writes.sqlite3"
         listing_url = args.database or f"sqlite:///{workdir}/listing.sqlite3"
         report = {
-            "what": "shetphone.calllog.CallLog alone, no HTTP",
+            "what": "shetphone.store.CallLog alone, no HTTP",
             "database": "sqlite (temporary file, WAL, synchronous=NORMAL)" if not args.database else args.database,
             "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version,

@@ -41,7 +41,9 @@ def create_app(
 ) -> Flask:
     """Build the app. ``async_mode`` is always explicit: gevent, gevent_uwsgi, eventlet or threading.
 
-    Raises :class:`ConfigError` (one clear line) when anything configured is wrong.
+    Raises :class:`ConfigError` (one clear line) when anything configured is wrong, and
+    :class:`~shetphone.store.StoreError` (one line too) when the database cannot be opened
+    or was written by a newer Shetphone.
     """
     if async_mode not in ASYNC_MODES:
         raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
@@ -96,6 +98,7 @@ def create_app(
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
     security.init_app(app)
+    _answer_503_when_the_store_fails(app)
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
@@ -111,3 +114,16 @@ def create_app(
     if missing:
         log.warning("Twilio is not configured: set %s; everything but calling works", ", ".join(missing))
     return app
+
+
+def _answer_503_when_the_store_fails(app: Flask) -> None:
+    """A route the database could not serve in time answers 503 (try again), not 500 and a traceback."""
+    from flask import jsonify, request
+
+    from .store import StoreError
+
+    def store_failed(error: StoreError):
+        log.warning("%s %s: %s", request.method, request.path, error)
+        return jsonify(error="the database is not available just now; try again shortly"), 503
+
+    app.register_error_handler(StoreError, store_failed)

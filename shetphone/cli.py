@@ -1,4 +1,4 @@
-"""Admin commands: ``flask --app app users add|remove|list`` and ``flask --app app check-config``."""
+"""Admin commands: ``flask --app app users add|remove|list``, ``check-config`` and ``db upgrade``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from .settings import KEYS, ConfigError, Key, Settings
+from .store import Store, StoreError, Upgrade
 from .users import load_users, remove_user, set_password
 
 users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
+db = AppGroup("db", help="The database: its schema (the start upgrades it too).")
 
 
-def register_commands(app: Flask, settings: Settings | None = None, error: ConfigError | None = None) -> None:
+def register_commands(app: Flask, settings: Settings | None = None,
+                      error: ConfigError | StoreError | None = None) -> None:
     """Register the commands; with ``error`` the app could not start and check-config reports it."""
 
     def current_settings() -> Settings:
@@ -80,7 +83,26 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Confi
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
 
+    @db.command("upgrade")
+    def upgrade_database() -> None:
+        """Bring the database's schema to the newest revision this Shetphone knows."""
+        if settings is None:  # the app started, and upgraded the database on the way
+            from . import current_team
+
+            store = current_team().store
+            click.echo(describe_upgrade(store.database.name, store.upgraded))
+            return
+        try:
+            store = Store(settings.database_url)
+        except StoreError as exc:
+            fail(exc)
+        try:
+            click.echo(describe_upgrade(store.database.name, store.upgraded))
+        finally:
+            store.close()
+
     app.cli.add_command(users)
+    app.cli.add_command(db)
 
 
 def key_in_force(settings: Settings, row: Key) -> str:
@@ -102,7 +124,15 @@ def without_password(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def cli_app_for_broken_config(error: ConfigError) -> Flask:
+
+
+def describe_upgrade(database: str, upgrade: Upgrade) -> str:
+    if not upgrade.changed:
+        return f"database {database}: at revision {upgrade.after}, the newest"
+    return f"database {database}: upgraded from {upgrade.before or 'empty'} to revision {upgrade.after}"
+
+
+def cli_app_for_broken_config(error: ConfigError | StoreError) -> Flask:
     """An app holding only the admin commands, for when the real one cannot start."""
     from . import ROOT
     from .settings import load_settings
@@ -115,12 +145,14 @@ def cli_app_for_broken_config(error: ConfigError) -> Flask:
 
     if settings is None:
 
-        @app.cli.command("check-config")
-        def check_config() -> None:
-            """Validate the configuration."""
+        def report() -> None:
             click.echo(f"Error: {error}", err=True)
             sys.exit(1)
 
+        app.cli.command("check-config", help="Validate the configuration.")(report)
+        broken_db = AppGroup("db", help=db.help)
+        broken_db.command("upgrade", help="Upgrade the database (once the configuration is fixed).")(report)
+        app.cli.add_command(broken_db)
         return app
     register_commands(app, settings, error)
     return app

@@ -19,6 +19,7 @@ from flask_socketio import SocketIO, join_room
 
 from .directory import number_room
 from .presets import Preset
+from .store import StoreError
 from .users import Users
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,12 @@ def _on_connect(auth: Any = None) -> bool:
         join_room(f"session:{session['login_id']}")
     # Catch-up: a browser that (re)connects learns of the calls still in progress.
     numbers = team.directory.numbers_of(name)
-    for payload in team.calllog.calls_in_progress(numbers, client=name):
+    try:
+        in_progress = team.store.calls.calls_in_progress(numbers, client=name)
+    except StoreError as exc:  # the connection still works: events from now on reach it
+        log.warning("no catch-up for %s's connection: %s", name, exc)
+        in_progress = []
+    for payload in in_progress:
         _socketio().emit("call_status", payload, to=request.sid)
     return True
 
@@ -124,14 +130,22 @@ def _housekeeping(app: Flask) -> None:
             try:
                 if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
                     pruned_at = time.monotonic()
-                    removed = team.calllog.prune()
-                    if removed:
-                        log.info("pruned %d calls older than %d days", removed, team.settings.keep_days)
+                    _prune(team)
                 team.users.refresh()
                 team.presets.refresh()
             except Exception:  # a loop that dies silently would be worse than a log line
                 log.exception("housekeeping failed; trying again shortly")
             _socketio().sleep(WATCH_INTERVAL)
+
+
+def _prune(team) -> None:
+    try:
+        removed = team.store.calls.prune()
+    except StoreError as exc:  # the next round tries again; the watched files are still checked
+        log.warning("could not prune the call log: %s", exc)
+        return
+    if removed:
+        log.info("pruned %d calls older than %d days", removed, team.settings.keep_days)
 
 
 def ensure_watcher() -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .calllog import CallLog
 from .dialing import DialPolicy
 from .directory import Directory
 from .lockout import Lockout
 from .presets import Preset, parse_presets
 from .settings import Settings
+from .store import Store
 from .users import Users, parse_htpasswd
 from .watched import WatchedFile
 
@@ -26,7 +26,7 @@ class Team:
     policy: DialPolicy
     users: WatchedFile[Users]
     presets: WatchedFile[tuple[Preset, ...]]
-    calllog: CallLog
+    store: Store  # the database: store.calls is the call log
     lockout: Lockout
 
 
@@ -35,7 +35,8 @@ def build_team(
     on_users_changed: Callable[[Users, Users], None] | None = None,
     on_presets_changed: Callable[[tuple[Preset, ...], tuple[Preset, ...]], None] | None = None,
 ) -> Team:
-    """Load everything strictly: a bad file raises ConfigError here, at start."""
+    """Load everything strictly: a bad file raises ConfigError here, at start, and a database that
+    cannot be opened or upgraded StoreError."""
     directory = Directory(settings.numbers, settings.clients)
     return Team(
         settings=settings,
@@ -43,6 +44,6 @@ def build_team(
         policy=DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers()),
         users=WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed),
         presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
-        calllog=CallLog(settings.database_url, keep_days=settings.keep_days),
+        store=Store(settings.database_url, keep_days=settings.keep_days),
         lockout=Lockout(settings.message_queue or "memory://"),
     )

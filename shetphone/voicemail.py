@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .calllog import Recording
+from .store import Recording
 
 RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
 AUDIO_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav"}

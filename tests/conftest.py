@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import count
 from pathlib import Path
 
 import pytest
@@ -146,7 +148,7 @@ def app(settings):
 
     app = create_app(settings, async_mode="threading", overrides={"TESTING": True})
     yield app
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 @pytest.fixture
@@ -166,7 +168,7 @@ def app_with(team_files: TeamFiles) -> Iterator[Callable]:
 
     yield build
     for app in built:
-        app.extensions["shetphone"].calllog.close()
+        app.extensions["shetphone"].store.close()
 
 
 @pytest.fixture
@@ -348,6 +350,84 @@ def tls_certificate(tmp_path_factory) -> tuple[Path, Path]:
     from deployment_helpers import make_certificate
 
     return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+# ------------------------------------------------------------------------ the store's databases
+
+STORE_START = datetime(2026, 11, 22, 16, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = STORE_START):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+_postgres_databases = count()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (deployment_helpers.Postgres); a missing server fails."""
+    from deployment_helpers import Postgres
+
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+def new_postgres_database(server) -> str:
+    return server.create_database(f"store_{next(_postgres_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each backend: a SQLite file, and a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/instance/shetphone.sqlite3"
+    return new_postgres_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def store(database_url: str, clock: FakeClock):
+    from shetphone.store import Store
+
+    opened = Store(database_url, keep_days=90, clock=clock)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def calllog(store):
+    """The call log of ``store``."""
+    return store.calls
+
+
+@pytest.fixture
+def impatient_app(settings, monkeypatch: pytest.MonkeyPatch):
+    """The app, its store giving up on a locked database after 0.2 s rather than a few seconds."""
+    from shetphone import create_app
+    from shetphone.store import engine
+
+    monkeypatch.setattr(engine, "WAIT_SECONDS", 0.2)
+    app = create_app(settings, async_mode="threading", overrides={"TESTING": True})
+    yield app
+    app.extensions["shetphone"].store.close()
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -10,6 +10,7 @@ failure. A missing program fails loudly: `make test` installs them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -165,6 +166,19 @@ class Redis:
             self.process.stop()
 
 
+def server_processes(parent: int) -> list[int]:
+    """``parent`` and its children, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return [parent, *children]
+
+
 class Postgres:
     """A cluster made for the test (initdb), run as the postgres user when we are root."""
 
@@ -207,6 +221,26 @@ class Postgres:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, ...)."""
+        return server_processes(self.postmaster_pid)
+
+    def pause(self, pids: list[int] | None = None) -> list[int]:
+        """SIGSTOP the server (or just ``pids``): it keeps its sockets but answers nothing, not even timeouts."""
+        pids = self.processes() if pids is None else pids
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def create_database(self, name: str) -> str:
         import psycopg

@@ -111,3 +111,21 @@ def test_two_first_runs_give_different_passwords(tmp_path):
 def test_healthz_on_the_gevent_server(live_server):
     assert requests.get(live_server.url + "/healthz", timeout=10).json() == {"status": "ok"}
     assert "(gevent)" in live_server.log()
+
+
+def test_a_database_from_a_newer_shetphone_stops_the_start_with_one_line(team_files):
+    import sqlite3
+
+    from shetphone.store import Store
+
+    database = team_files.root / "shetphone.sqlite3"
+    Store(f"sqlite:///{database}").close()
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--port", "1"],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", **team_files.environ}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"shetphone: database sqlite:///{database}: at revision 0099, which this Shetphone")

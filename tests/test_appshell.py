@@ -36,7 +36,7 @@ def proxied_client(team_files):
     app = create_app(load_settings(team_files.root, team_files.environ), async_mode="threading",
                      overrides={"TESTING": True})
     yield app.test_client()
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_under_a_path_prefix_the_manifest_and_its_scope_follow_it(proxied_client):

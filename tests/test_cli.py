@@ -106,3 +106,38 @@ def test_check_config_hides_passwords_in_urls(team_files):
     settings = load_settings(team_files.root, team_files.environ)
     (row,) = [row for row in KEYS if row.name == "message_queue"]
     assert key_in_force(settings, row) == "[shetphone] message_queue = redis://:***@127.0.0.1:6379/0"
+
+
+def test_db_upgrade_brings_a_version_1_database_up_once(team_files):
+    import shutil
+
+    database = team_files.root / "shetphone.sqlite3"  # the ini's database
+    shutil.copy(ROOT / "tests" / "data" / "shetphone-v1.sqlite3", database)
+    upgraded = flask(team_files, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == f"database sqlite:///{database}: upgraded from schema_version 1 to revision 0002"
+    again = flask(team_files, "db", "upgrade")
+    assert again.stdout.strip() == f"database sqlite:///{database}: at revision 0002, the newest"
+
+
+def test_a_database_newer_than_the_code_is_one_clear_line(team_files):
+    import sqlite3
+
+    assert flask(team_files, "db", "upgrade").returncode == 0  # a fresh database, made by the revisions
+    with sqlite3.connect(team_files.root / "shetphone.sqlite3") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    for command in (["db", "upgrade"], ["check-config"]):
+        result = flask(team_files, *command)
+        assert result.returncode == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"Error: database sqlite:///{team_files.root / 'shetphone.sqlite3'}: at revision 0099,")
+        assert "upgraded by a newer Shetphone" in line
+
+
+def test_db_upgrade_with_a_broken_ini_says_what_is_wrong(team_files):
+    team_files.ini.write_text(team_files.ini.read_text().replace("ring_timeout = 20", "ring_timeout = never"))
+    result = flask(team_files, "db", "upgrade")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
+    ]

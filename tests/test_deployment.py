@@ -133,7 +133,7 @@ def test_forwarded_headers_count_only_with_proxy_hops(tmp_path, hops, login_path
         page = client.get("/login", headers=FORWARDED).get_data(as_text=True)
         assert f'action="{login_path}' in page
     finally:
-        app.extensions["shetphone"].calllog.close()
+        app.extensions["shetphone"].store.close()
 
 
 # --------------------------------------------------------------------------- shape
@@ -434,6 +434,31 @@ def test_postgresql_down_a_status_callback_is_503_and_nothing_is_half_written(cl
         database.dispose()
         if not (Path(cluster.postgres.data) / "postmaster.pid").exists():
             cluster.postgres.start()
+
+
+def test_postgresql_paused_a_status_callback_is_503_in_time_and_calls_still_ring(cluster):
+    """A server stopped with SIGSTOP answers nothing, not even its own timeouts: the app's bound does."""
+    a, b = cluster.apps
+    root, leg = sid("7"), sid("8")
+    open_inbound(cluster, root, a)
+    paused = cluster.postgres.pause()
+    try:
+        # Twilio gives up on a webhook after 15 s: the answer must come well before.
+        headers = {"X-Twilio-Signature": cluster.team.sign("/voice/status", leg_status(root, leg, "ringing", 0))}
+        failed = cluster.session(a).post(cluster.team.public_url + "/voice/status", headers=headers,
+                                         data=leg_status(root, leg, "ringing", 0), timeout=14)
+        assert failed.status_code == 503
+        # /voice does not wait on the log for long either: the caller still rings the team.
+        incoming = {"CallSid": sid("9"), "From": CALLER, "To": ALICE_NUMBER}
+        rang = cluster.session(b).post(cluster.team.public_url + "/voice", data=incoming, timeout=14,
+                                       headers={"X-Twilio-Signature": cluster.team.sign("/voice", incoming)})
+        assert rang.status_code == 200 and "<Client" in rang.text
+        assert cluster.session(a).get(cluster.url + "/healthz", timeout=14).json() == {"status": "ok"}
+    finally:
+        cluster.postgres.resume(paused)
+    retried = cluster.post_signed("/voice/status", leg_status(root, leg, "ringing", 0), a)
+    assert retried.status_code == 204
+    assert "could not record a status callback; Twilio will retry" in cluster.logs_text()
 
 
 def test_instance_a_stops_its_browser_reconnects_to_b_and_gets_its_calls_in_progress(cluster):

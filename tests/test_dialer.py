@@ -32,7 +32,7 @@ def test_token_503_names_the_missing_variables(tmp_path):
     assert response.get_json()["error"] == "Twilio is not configured: set TWILIO_APP_SID, TWILIO_API_SECRET"
     page = client.get("/").get_data(as_text=True)
     assert "TWILIO_API_SECRET" in page  # the page can say what is missing
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_presets(client):
@@ -75,4 +75,18 @@ def test_page_config_offers_no_region_for_the_non_geographic_numbers(tmp_path):
     client = app.test_client()
     login(client, "alice")
     assert page_config_of(client)["allowed_regions"] == ["GB"]
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
+
+
+def test_calls_answers_503_when_the_database_does_not_answer_in_time(impatient_app):
+    from store_helpers import sqlite_locked
+
+    client = impatient_app.test_client()
+    login(client, "alice")
+    store = impatient_app.extensions["shetphone"].store
+    with sqlite_locked(store.database, readers_too=True):
+        response = client.get("/calls")
+        assert response.status_code == 503
+        assert response.get_json() == {"error": "the database is not available just now; try again shortly"}
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/calls").get_json() == {"calls": []}

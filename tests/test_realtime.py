@@ -220,3 +220,27 @@ def test_logout_ends_that_sessions_sockets(server):
     finally:
         alice.close()
         other_tab.close()
+
+
+def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, team_files):
+    """The database not answering costs the catch-up, not the connection: events from then on arrive."""
+    from conftest import PUBLIC_URL, login, signature_for
+    from store_helpers import sqlite_locked
+
+    http = impatient_app.test_client()
+    login(http, "alice")
+    store = impatient_app.extensions["shetphone"].store
+    store.calls.open_call(ROOT_ALICE, direction="inbound", number="+441595000001", from_="+447700900123",
+                          to="+441595000001", client=None)
+    store.calls.record_status({"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "ringing",
+                               "SequenceNumber": "0"})
+    with sqlite_locked(store.database, readers_too=True):
+        browser = impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http)
+        assert browser.is_connected()
+        assert browser.get_received() == []  # no catch-up
+    params = {"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "in-progress",
+              "SequenceNumber": "1"}
+    signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice/status", params)
+    assert impatient_app.test_client().post("/voice/status", data=params,
+                                            headers={"X-Twilio-Signature": signature}).status_code == 204
+    assert [(e["name"], e["args"][0]["status"]) for e in browser.get_received()] == [("call_status", "in-progress")]

@@ -11,7 +11,7 @@ INBOUND = {"From": "+447700900123", "To": "+441595000001", "CallSid": "CA" + "a"
 
 
 def calls_logged(app) -> int:
-    return len(app.extensions["shetphone"].calllog.calls_for({"+441595000001"}, None, 50))
+    return len(app.extensions["shetphone"].store.calls.calls_for({"+441595000001"}, None, 50))
 
 
 def test_valid_signature_is_accepted(twilio_post, app):
@@ -79,7 +79,7 @@ def test_under_a_path_prefix(tmp_path):
                            environ_overrides={"SCRIPT_NAME": "/shetphone"})
     assert response.status_code == 200
     assert b'action="https://example.test/shetphone/voice/dial-complete"' in response.data
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_without_auth_token_twilio_routes_say_so(tmp_path):
@@ -91,7 +91,7 @@ def test_without_auth_token_twilio_routes_say_so(tmp_path):
     response = app.test_client().post("/voice", data=INBOUND, headers={"X-Twilio-Signature": "x"})
     assert response.status_code == 503
     assert "TWILIO_AUTH_TOKEN" in response.get_json()["error"]
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_a_signature_over_the_url_with_its_default_port_is_accepted_too(twilio_post, team_files):

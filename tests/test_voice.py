@@ -84,7 +84,7 @@ def test_toll_fraud_destinations_are_refused_even_with_every_country_allowed(tmp
     root = twiml_of(app.test_client().post("/voice", data=params, headers={"X-Twilio-Signature": signature}))
     assert reason in said(root)
     assert root.find("Dial") is None
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app):
@@ -212,3 +212,39 @@ def test_a_socket_without_a_session_is_refused(app, client):
     socketio = app.extensions["socketio"]
     anonymous = socketio.test_client(app, flask_test_client=client)
     assert not anonymous.is_connected()
+
+
+def test_a_database_locked_too_long_answers_503_to_callbacks_and_calls_still_go_through(impatient_app,
+                                                                                          team_files):
+    from conftest import signature_for
+    from store_helpers import sqlite_locked
+
+    client = impatient_app.test_client()
+
+    def post(path, params):
+        signature = signature_for(team_files.auth_token, PUBLIC_URL + path, params)
+        return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    store = impatient_app.extensions["shetphone"].store
+    assert post("/voice", {**INBOUND, "To": "+441595000001"}).status_code == 200
+    leg = {"CallSid": "CA" + "3" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "ringing",
+           "SequenceNumber": "0", "From": INBOUND["From"], "To": "client:alice", "Direction": "outbound-dial"}
+    recording = {"CallSid": INBOUND["CallSid"], "RecordingSid": "RE" + "1" * 32, "RecordingStatus": "completed",
+                 "RecordingDuration": "4", "RecordingUrl": "https://api.twilio.com/RE1"}
+    with sqlite_locked(store.database):  # another process writes, and takes its time
+        assert post("/voice/status", leg).status_code == 503  # Twilio retries a 5xx
+        assert post("/voice/recording", recording).status_code == 503
+        # The caller is not kept waiting on the log: the call goes ahead unlogged.
+        second = {"From": "+447700900456", "CallSid": "CA" + "4" * 32, "To": "+441595000001"}
+        assert [child.tag for child in twiml_of(post("/voice", second))[0]] == ["Client", "Client"]
+        voicemail = twiml_of(post("/voice/dial-complete", {**INBOUND, "DialCallStatus": "no-answer"}))
+        assert "Record" in [child.tag for child in voicemail]
+    listed = store.calls.calls_for(["+441595000001"], None)
+    assert [(c["call_sid"], c["status"], c["recording_sid"]) for c in listed] == [
+        (INBOUND["CallSid"], "initiated", None)
+    ]
+    # Twilio's retries, once the lock is gone, are applied.
+    assert post("/voice/status", leg).status_code == 204
+    assert post("/voice/recording", recording).status_code == 204
+    (call,) = store.calls.calls_for(["+441595000001"], None)
+    assert (call["status"], call["recording_sid"]) == ("ringing", recording["RecordingSid"])

@@ -32,7 +32,7 @@ def team(tmp_path, media_host):
     media_host.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
     app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
     yield files, app
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def signed_post(files, client, path, params):
@@ -133,7 +133,7 @@ def test_media_host_down_is_a_clear_502(tmp_path):
     response = client.get(f"/voicemail/{RECORDING_SID}")
     assert response.status_code == 502
     assert "could not be reached" in response.get_json()["error"]
-    app.extensions["shetphone"].calllog.close()
+    app.extensions["shetphone"].store.close()
 
 
 def test_a_recording_for_an_unknown_call_emits_nothing(team):
@@ -155,19 +155,18 @@ def test_old_calls_are_pruned_by_the_running_server(tmp_path):
 
     from conftest import start_server
 
-    from shetphone.calllog import CallLog
+    from shetphone.store import Store
 
     files = make_team_files(tmp_path, extra="keep_days = 30")
     database = f"sqlite:///{tmp_path / 'shetphone.sqlite3'}"
-    old_log = CallLog(database, keep_days=30, clock=lambda: datetime.now(UTC) - timedelta(days=31))
-    old_log.open_call("CA" + "1" * 32, direction="inbound", number="+441595000001", from_="+447700900123",
-                      to="+441595000001", client=None)
-    old_log.open_call("CA" + "2" * 32, direction="inbound", number="+441595000001", from_="+447700900123",
-                      to="+441595000001", client=None)
-    old_log.close()
-    recent = CallLog(database, keep_days=30)
-    recent.open_call("CA" + "3" * 32, direction="inbound", number="+441595000001", from_="+447700900124",
-                     to="+441595000001", client=None)
+    old_store = Store(database, keep_days=30, clock=lambda: datetime.now(UTC) - timedelta(days=31))
+    for old_sid in ("CA" + "1" * 32, "CA" + "2" * 32):
+        old_store.calls.open_call(old_sid, direction="inbound", number="+441595000001", from_="+447700900123",
+                                  to="+441595000001", client=None)
+    old_store.close()
+    recent = Store(database, keep_days=30)
+    recent.calls.open_call("CA" + "3" * 32, direction="inbound", number="+441595000001", from_="+447700900124",
+                           to="+441595000001", client=None)
     server = start_server(files)
     try:
         import time

@@ -71,7 +71,7 @@ def calls():
         return jsonify(error=f"limit must be between 1 and {MAX_CALLS_LISTED}"), 400
     team = current_team()
     name = current_user.get_id()
-    listed = team.calllog.calls_for(team.directory.numbers_of(name), name, limit)
+    listed = team.store.calls.calls_for(team.directory.numbers_of(name), name, limit)
     for call in listed:
         recording_sid = call.pop("recording_sid", None)
         call["voicemail_url"] = url_for_voicemail(recording_sid) if recording_sid else None
@@ -93,7 +93,7 @@ MEDIA_TIMEOUT = (5, 30)  # seconds: connecting, then between bytes
 def voicemail_audio(recording_sid: str):
     team = current_team()
     name = current_user.get_id()
-    recording = team.calllog.recording_for(recording_sid) if voicemail.is_recording_sid(recording_sid) else None
+    recording = team.store.calls.recording_for(recording_sid) if voicemail.is_recording_sid(recording_sid) else None
     # Someone else's recording is "not found", not "forbidden": its existence is not theirs to learn.
     if recording is None or not voicemail.may_hear(recording, team.directory.numbers_of(name), name):
         return jsonify(error="no such voicemail"), 404

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, abort, request, url_for
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import current_team, realtime, stream_auth, twiml
 from ..dialing import DialRefused, plan_outbound_call
+from ..store import StoreError
 from .dialer import url_for_voicemail
 from .signature import twilio_signed
 
@@ -86,20 +86,20 @@ def _open_call(call_sid: str, direction: str, number: str, caller: str, called: 
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
     try:
-        current_team().calllog.open_call(
+        current_team().store.calls.open_call(
             call_sid, direction=direction, number=number, from_=caller, to=called, client=client
         )
-    except SQLAlchemyError:
-        log.exception("could not log the start of call %s", call_sid)
+    except StoreError as exc:
+        log.warning("could not log the start of call %s: %s", call_sid, exc)
 
 
 @bp.post("/status")
 @twilio_signed
 def status():
     try:
-        payload = current_team().calllog.record_status(request.form)
-    except SQLAlchemyError:
-        log.exception("could not record a status callback; Twilio will retry")
+        payload = current_team().store.calls.record_status(request.form)
+    except StoreError as exc:
+        log.warning("could not record a status callback; Twilio will retry: %s", exc)
         abort(503)
     if payload is not None:
         realtime.emit_call_status(payload)
@@ -113,9 +113,9 @@ def dial_complete():
     outcome = request.form.get("DialCallStatus", "")
     call_sid = request.form.get("CallSid", "")
     try:
-        team.calllog.record_dial_outcome(call_sid, outcome)
-    except SQLAlchemyError:
-        log.exception("could not record the outcome of call %s", call_sid)
+        team.store.calls.record_dial_outcome(call_sid, outcome)
+    except StoreError as exc:
+        log.warning("could not record the outcome of call %s: %s", call_sid, exc)
     voicemail = _voicemail() if outcome in VOICEMAIL_STATUSES else None
     return xml(voicemail or twiml.hangup())
 
@@ -151,14 +151,14 @@ def recording():
     except ValueError:
         duration = 0
     try:
-        stored = current_team().calllog.record_voicemail(
+        stored = current_team().store.calls.record_voicemail(
             form.get("CallSid", ""),
             recording_sid=form.get("RecordingSid", ""),
             recording_url=form.get("RecordingUrl", ""),
             duration=duration,
         )
-    except SQLAlchemyError:
-        log.exception("could not store a recording; Twilio will retry")
+    except StoreError as exc:
+        log.warning("could not store a recording; Twilio will retry: %s", exc)
         abort(503)
     if stored is not None:
         realtime.emit_voicemail(

@@ -23,7 +23,7 @@ from browser.browser_helpers import (
     start_phone,
     start_server,
 )
-from shetphone.calllog import CallLog
+from shetphone.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -47,15 +47,15 @@ def seed_older_calls(database: str) -> None:
     now = datetime.now(UTC)
     # Yesterday at noon by this machine's clock, which the browser shares: "Yesterday" at any hour of the run.
     yesterday_noon = (datetime.now().astimezone() - timedelta(days=1)).replace(hour=12, minute=0, second=0)
-    log = CallLog(database)
-    log.import_calls([
+    store = Store(database)
+    store.calls.import_calls([
         {"call_sid": "CA" + "a1" * 16, "direction": "inbound", "number": TEAM_NUMBER, "from": DAD,
          "to": TEAM_NUMBER, "started_at": yesterday_noon, "status": "completed",
          "answered": True, "duration": 754},
         {"call_sid": "CA" + "a2" * 16, "direction": "outbound", "number": TEAM_NUMBER, "from": TEAM_NUMBER,
          "to": "+447700900555", "client": "alice", "started_at": now - timedelta(days=6), "status": "busy"},
     ])
-    log.close()
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -266,10 +266,10 @@ def test_calls_missed_while_the_connection_was_down_are_listed_on_reconnect(open
     server.stop()
     expect(page.get_by_role("alert")).to_contain_text("Reconnecting")
     while_away = "CA" + "9a" * 16
-    log = CallLog(f"sqlite:///{server.files.root / 'shetphone.sqlite3'}")
-    log.import_calls([{"call_sid": while_away, "direction": "inbound", "number": CAROL_NUMBER, "from": DAD,
+    store = Store(f"sqlite:///{server.files.root / 'shetphone.sqlite3'}")
+    store.calls.import_calls([{"call_sid": while_away, "direction": "inbound", "number": CAROL_NUMBER, "from": DAD,
                        "to": CAROL_NUMBER, "started_at": datetime.now(UTC), "status": "no-answer"}])
-    log.close()
+    store.close()
     server.process = start_server(server.files, port=port).process  # same secret key: the session holds
     expect(shell).to_have_attribute("data-realtime", "reconnected", timeout=20000)
     expect(row_of(page, while_away).get_by_test_id("call-kind")).to_have_attribute("data-kind", "missed")

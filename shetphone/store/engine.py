@@ -1,0 +1,280 @@
+"""One database: the engine for its URL, and transactions that wait for it cooperatively and within bounds.
+
+Every store reaches the database through :class:`Database`. Its ``write`` and
+``read`` run a piece of work in one transaction and turn SQLAlchemy's errors
+into the store's own (:mod:`.errors`), so nothing outside ``store/`` sees them.
+
+Waiting never blocks the process and never lasts long:
+
+- SQLite: its busy timeout is 0. sqlite3's own busy wait sleeps in C, and under
+  gevent that stops every greenlet of the process (``/healthz`` and every
+  callback with it) for as long as another process holds the write lock. A
+  transaction that finds the lock taken is retried here instead, sleeping with
+  ``time.sleep`` (gevent's once monkey-patched), for at most ``wait`` seconds,
+  then :class:`StoreUnavailable`.
+- PostgreSQL: ``connect_timeout`` and ``statement_timeout``, so an overloaded
+  or locked server answers within seconds. A server stopped outright cannot
+  time itself out, so under gevent each operation also has a deadline of its
+  own; past it the connection is dropped and the operation fails with
+  :class:`StoreUnavailable`.
+
+Under uWSGI a forked worker opens its own connections (see
+:func:`forget_connections_after_fork`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from .errors import StoreError, StoreUnavailable
+
+T = TypeVar("T")
+
+WAIT_SECONDS = 3.0  # how long one operation waits for a locked or slow database before StoreUnavailable
+DEADLINE_MARGIN_SECONDS = 2.0  # under gevent, one operation as a whole may take this much more than ``wait``
+CONNECT_TIMEOUT_SECONDS = 3  # PostgreSQL; libpq counts whole seconds
+SQLITE_BUSY_TIMEOUT_MS = 0  # never wait inside sqlite3: the retry loop here waits instead
+FIRST_RETRY_SECONDS = 0.001
+LONGEST_RETRY_SECONDS = 0.05
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+# Serialization failure and deadlock: PostgreSQL rolled the transaction back, so running it again is safe.
+_POSTGRESQL_RETRYABLE = frozenset({"40001", "40P01"})
+# The database did not answer, or not in time; anything else from it is a StoreError.
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    name = url.render_as_string(hide_password=True)
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if in_memory:
+        # One shared connection, or every checkout would see its own empty database.
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 0})
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (sqlite3's legacy mode breaks SAVEPOINT).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            # WAL: readers never block the writer, so several processes share the file.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        # A writer takes the write lock up front, so the one place it waits for another
+        # writer is here, before it did anything.
+        options = connection.get_execution_options()
+        dbapi_connection = connection.connection.dbapi_connection
+        if not options.get("shetphone_writes", False):
+            dbapi_connection.execute("BEGIN")
+            return
+        patience = None
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _sqlite_busy(exc):
+                    raise StoreUnavailable(f"database {name}: {_first_line(exc)}") from exc
+                patience = patience or _Patience(options.get("shetphone_wait", WAIT_SECONDS))
+                if not patience.sleep():
+                    raise StoreUnavailable(
+                        f"database {name}: locked by another writer for more than {patience.wait:g} s"
+                    ) from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {name}: {_first_line(exc)}") from exc
+
+    return engine
+
+
+def _postgresql_engine(url: sa.URL, wait: float) -> Engine:
+    statement_timeout = f"-c statement_timeout={max(1, int(wait * 1000))}"
+    options = " ".join(part for part in (url.query.get("options"), statement_timeout) if part)
+    connect_args = {"options": options}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def create_engine(database_url: str | sa.URL, wait: float = WAIT_SECONDS) -> Engine:
+    """The engine for a URL; ``wait``: PostgreSQL's statement timeout (SQLite's lock wait is per transaction)."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if url.get_backend_name() == "postgresql":
+        return _postgresql_engine(url, wait)
+    raise StoreError(f"database {url.render_as_string(hide_password=True)}: only SQLite and PostgreSQL are supported")
+
+
+def forget_connections_after_fork(engine: Engine) -> None:
+    """A forked child (uWSGI without lazy-apps) must open its own connections.
+
+    Sharing the parent's pooled SQLite handle or PostgreSQL socket across
+    processes corrupts both; ``dispose(close=False)`` drops them from the
+    child's pool without closing them under the parent.
+    """
+    if isinstance(engine.pool, StaticPool):
+        return  # in-memory SQLite: the child's copy of the one connection is its database
+    engine_ref = weakref.ref(engine)  # the hook must not keep a closed store alive
+
+    def forget() -> None:
+        forked = engine_ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
+def _gevent_deadline(seconds: float) -> Any:
+    """A started gevent.Timeout when this process runs on gevent, else None.
+
+    The Timeout is a BaseException: SQLAlchemy then drops the connection it
+    interrupted instead of handing it back to the pool mid-statement.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return None
+    import gevent
+
+    return gevent.Timeout.start_new(seconds)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _sqlite_busy(error: sqlite3.Error) -> bool:
+    """Another connection holds the lock (SQLITE_BUSY, or SQLITE_LOCKED within one process)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(error)
+
+
+class _Patience:
+    """Short sleeps, growing, for at most ``wait`` seconds in all; ``time.sleep`` is gevent's once patched."""
+
+    def __init__(self, wait: float):
+        self.wait = wait
+        self._give_up = time.monotonic() + wait
+        self._pause = FIRST_RETRY_SECONDS
+
+    def sleep(self) -> bool:
+        """Sleep before the next try; False when the time is up."""
+        left = self._give_up - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, self._pause * random.uniform(0.5, 1.0)))  # jitter: writers do not retry in step
+        self._pause = min(self._pause * 2, LONGEST_RETRY_SECONDS)
+        return True
+
+
+class Database:
+    """A database URL's engine and the transactions of every store on it. Thread- and greenlet-safe."""
+
+    def __init__(self, database_url: str, *, wait: float | None = None, deadline: float | None = None):
+        """``wait``: how long an operation waits for a locked or slow database (default :data:`WAIT_SECONDS`);
+        ``deadline``: the bound of a whole operation, connecting included, under gevent (default ``wait``
+        + :data:`DEADLINE_MARGIN_SECONDS`)."""
+        self.url = sa.make_url(database_url)
+        self.name = self.url.render_as_string(hide_password=True)  # for messages: never the password
+        self.wait = WAIT_SECONDS if wait is None else wait
+        self.deadline = self.wait + DEADLINE_MARGIN_SECONDS if deadline is None else deadline
+        self.engine = create_engine(self.url, self.wait)
+        self.dialect = self.engine.dialect.name
+        self._writer = self.engine.execution_options(shetphone_writes=True, shetphone_wait=self.wait)
+        forget_connections_after_fork(self.engine)
+
+    def write(self, work: Callable[[Connection], T], *, wait: float | None = None) -> T:
+        """``work(conn)`` in one write transaction (SQLite: holding the write lock), committed when it returns.
+
+        Run again from the start when the database was locked (SQLite) or rolled
+        it back for a conflict (PostgreSQL), so ``work`` must not act outside the
+        transaction. ``wait``: a longer bound than the usual few seconds (schema
+        upgrades at start); the deadline grows with it.
+        """
+        if wait is None:
+            return self._run(self._writer.begin, work, self.wait, self.deadline)
+        deadline = self.deadline - self.wait + wait
+        return self._run(self._writer.execution_options(shetphone_wait=wait).begin, work, wait, deadline)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` on one connection, in a transaction that is rolled back afterwards."""
+        return self._run(self.engine.connect, work, self.wait, self.deadline)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------- helpers
+
+    def _run(self, connect: Callable[[], Any], work: Callable[[Connection], T], wait: float,
+             deadline: float) -> T:
+        timer = _gevent_deadline(deadline)
+        if timer is None:
+            return self._attempts(connect, work, wait, None)
+        try:
+            return self._attempts(connect, work, wait, timer)
+        except BaseException as exc:
+            # The deadline passed: whatever came out (the Timeout, or what the driver made of being
+            # interrupted), the database did not answer in time.
+            if exc is timer or not timer.pending:
+                raise StoreUnavailable(f"database {self.name}: no answer within {deadline:g} s") from None
+            raise
+        finally:
+            timer.close()
+
+    def _attempts(self, connect: Callable[[], Any], work: Callable[[Connection], T], wait: float,
+                  timer: Any) -> T:
+        patience = None
+        while True:
+            try:
+                with connect() as conn:
+                    try:
+                        return work(conn)
+                    except BaseException:
+                        if timer is not None and not timer.pending:
+                            conn.invalidate()  # interrupted mid-statement: never back into the pool
+                        raise
+            except sa.exc.DBAPIError as exc:
+                if not self._worth_retrying(exc):
+                    raise self._store_error(exc) from exc
+                patience = patience or _Patience(wait)
+                if not patience.sleep():
+                    raise StoreUnavailable(
+                        f"database {self.name}: busy for more than {wait:g} s ({_first_line(exc.orig)})"
+                    ) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise self._store_error(exc) from exc
+
+    def _worth_retrying(self, exc: sa.exc.DBAPIError) -> bool:
+        """The database turned the transaction away before or instead of running it: try again."""
+        if isinstance(exc.orig, sqlite3.OperationalError):
+            return _sqlite_busy(exc.orig)
+        return getattr(exc.orig, "sqlstate", None) in _POSTGRESQL_RETRYABLE
+
+    def _store_error(self, exc: sa.exc.SQLAlchemyError) -> StoreError:
+        detail = _first_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+        kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
+        return kind(f"database {self.name}: {detail}")

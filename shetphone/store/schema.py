@@ -1,0 +1,80 @@
+"""The tables, as the newest revision in ``migrations/`` leaves them.
+
+A change here is a change of the schema: it needs a revision too (see
+``migrate.py``); a test compares the two.
+
+- ``calls``: one row per *root* call, keyed by the CallSid of the request Twilio
+  first sent to ``/voice``. It carries the call as the team sees it (direction,
+  the team's Twilio number, from, to, the browser client that placed it) and a
+  summary of its legs kept up to date on every write, so listing reads one table.
+- ``legs``: one row per CallSid that sent a status callback (the root itself and
+  its ``<Dial>`` children), with the last applied SequenceNumber and status rank.
+- ``recordings``: voicemail left on a call (Twilio's URL stays here; browsers
+  only ever get our own URL).
+- ``schema_version``: the hand-written version of the code before Alembic. It
+  stays, at 2, so that code refuses a database this one has upgraded.
+
+Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1: one row
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("call_sid", sa.String(64), primary_key=True),
+    sa.Column("direction", sa.String(8), nullable=False),  # inbound / outbound, seen from the team
+    sa.Column("number", sa.String(64), nullable=False),  # the team's Twilio number
+    sa.Column("from_number", sa.String(255), nullable=False),
+    sa.Column("to_number", sa.String(255), nullable=False),
+    sa.Column("client", sa.String(128)),  # the browser client that placed an outbound call
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("dial_status", sa.String(16)),  # DialCallStatus from the <Dial action>
+    # The summary of the legs, rewritten with every change so listing reads only this row.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False, default=False),
+    sa.Column("duration", sa.Integer, nullable=False, default=0),
+    sa.Index("calls_by_number", "number", "started_at", "call_sid"),
+    sa.Index("calls_by_client", "client", "started_at", "call_sid"),
+    sa.Index("calls_by_start", "started_at"),  # pruning
+)
+
+legs = sa.Table(
+    "legs",
+    metadata,
+    sa.Column("call_sid", sa.String(64), primary_key=True),
+    sa.Column("root_call_sid", sa.String(64), sa.ForeignKey("calls.call_sid", ondelete="CASCADE"), nullable=False),
+    sa.Column("parent_call_sid", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_rank", sa.Integer, nullable=False),
+    sa.Column("sequence", sa.Integer),  # the last applied SequenceNumber, if Twilio sent one
+    sa.Column("answered", sa.Boolean, nullable=False, default=False),
+    sa.Column("duration", sa.Integer, nullable=False, default=0),
+    sa.Column("from_number", sa.String(255)),  # the leg's own From/To, as Twilio sent them
+    sa.Column("to_number", sa.String(255)),
+    sa.Column("event_at", sa.DateTime, nullable=False),  # Timestamp of the last applied callback
+    sa.Index("legs_by_root", "root_call_sid"),
+    sa.Index("legs_by_rank", "status_rank"),  # the few legs not yet terminal, for catch-up
+)
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("recording_sid", sa.String(64), primary_key=True),
+    sa.Column("call_sid", sa.String(64), sa.ForeignKey("calls.call_sid", ondelete="CASCADE"), nullable=False),
+    sa.Column("twilio_url", sa.String(1024), nullable=False),
+    sa.Column("duration", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("recordings_by_call", "call_sid"),
+)
