@@ -426,6 +426,8 @@ def impatient_app(settings, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(engine, "WAIT_SECONDS", 0.2)
     app = create_app(settings, async_mode="threading", overrides={"TESTING": True})
+    # No housekeeping thread: its own connection to the file would keep the tests' exclusive lock out.
+    app.extensions["shetphone_watcher_pid"] = os.getpid()
     yield app
     app.extensions["shetphone"].store.close()
 
