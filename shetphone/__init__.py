@@ -53,6 +53,7 @@ def create_app(
     from .extensions import csrf, login_manager
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
+    from .web.webhooks import WebhookDispatcher, create_webhook_app, share_url_rules
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,10 +90,13 @@ def create_app(
     login_manager.init_app(app)
     auth.init_login(app, async_mode)
     realtime.init_app(app, async_mode=async_mode, message_queue=settings.message_queue)
+    # Twilio's webhooks skip the page app's per-request work (web/webhooks.py says why).
+    webhooks = create_webhook_app(app, voice.bp, _answer_503_when_the_store_fails)
+    app.wsgi_app = WebhookDispatcher(webhooks.wsgi_app, app.wsgi_app)
     if settings.proxy_hops:
         # Behind nginx: the client's address (the lockout counts by it), scheme, host and
         # path prefix come from X-Forwarded-*, trusted for exactly that many proxies.
-        # Wrapping after Socket.IO so its requests see them too.
+        # Wrapping after Socket.IO and the webhook dispatcher so their requests see them too.
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = settings.proxy_hops
@@ -102,9 +106,11 @@ def create_app(
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
-    app.register_blueprint(voice.bp)
+    app.register_blueprint(voice.bp)  # never reached (see web/webhooks.py): here so url_for builds its URLs
     appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
+
+    share_url_rules(app, webhooks)
 
     from .cli import register_commands
 
