@@ -53,6 +53,11 @@ LISTED_COLUMNS = (
 )
 
 
+# What /voice writes of a new call (the rest comes with its callbacks).
+OPENED_CALL_COLUMNS = ("call_sid", "direction", "number", "from_number", "to_number", "client", "started_at",
+                       "status", "answered", "duration")
+
+
 class Recording(NamedTuple):
     call_sid: str
     number: str
@@ -120,7 +125,8 @@ class CallLog:
         self.database = database
         self.keep_days = keep_days
         self._clock = clock
-        self._open_call = _insert_unless_present(database.dialect, calls, calls.c.call_sid)
+        self._open_call = database.one_statement(
+            _insert_unless_present(database.dialect, calls, calls.c.call_sid), OPENED_CALL_COLUMNS)
         # RETURNING: a row back only when the recording was new (psycopg's rowcount says -1 here).
         store_recording = _insert_unless_present(database.dialect, recordings, recordings.c.recording_sid)
         self._store_recording = store_recording.returning(recordings.c.recording_sid)
@@ -143,7 +149,7 @@ class CallLog:
             "answered": False,
             "duration": 0,
         }
-        self.database.write(lambda conn: conn.execute(self._open_call, row))  # one statement: /voice waits on it
+        self._open_call(row)  # one statement, straight to the driver: /voice waits on it
 
     def record_status(self, form: Mapping[str, str]) -> dict | None:
         """Apply one status callback; the ``call_status`` payload, or None if nothing changed."""

@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -191,6 +191,101 @@ class _Patience:
         return True
 
 
+class OneStatement:
+    """One prebuilt write statement, run in a transaction of its own on the driver's connection.
+
+    ``/voice`` keeps Twilio (and the caller) waiting until its row is committed, and
+    SQLAlchemy's execution around one small INSERT cost twice the INSERT itself
+    (bench/webhooks.py; docs/performance.md). This compiles the statement once and
+    binds values with SQLAlchemy's own type processors, so the row stored is the same,
+    then runs BEGIN, the statement and COMMIT on the pooled DBAPI connection, with the
+    same waiting rules as :meth:`Database.write`.
+    """
+
+    def __init__(self, database: Database, statement: sa.Executable, columns: Sequence[str] | None = None):
+        self._database = database
+        dialect = database.engine.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
+        self._sql = str(compiled)
+        self._sqlite = dialect.name == "sqlite"
+        processors = {key: bind.type._cached_bind_processor(dialect) for key, bind in compiled.binds.items()}
+        self._processors = {key: process for key, process in processors.items() if process is not None}
+        self._positions = tuple(compiled.positiontup) if compiled.positional else None
+
+    def __call__(self, values: dict[str, Any]) -> None:
+        for key, process in self._processors.items():
+            values[key] = process(values[key])
+        parameters = tuple(values[key] for key in self._positions) if self._positions is not None else values
+        database = self._database
+        timer = _gevent_deadline(database.deadline)
+        try:
+            self._attempts(parameters)
+        except BaseException as exc:
+            if timer is not None and (exc is timer or not timer.pending):
+                raise StoreUnavailable(f"database {database.name}: no answer within {database.deadline:g} s") from None
+            raise
+        finally:
+            if timer is not None:
+                timer.close()
+
+    def _attempts(self, parameters: Any) -> None:
+        database = self._database
+        patience = None
+        while True:
+            try:
+                raw = database.engine.raw_connection()
+            except sa.exc.SQLAlchemyError as exc:  # connecting failed (it came wrapped, or not)
+                raise database._store_error(exc) from exc
+            except sqlite3.Error as exc:
+                raise database.driver_error(exc) from exc
+            except Exception as exc:
+                if _is_psycopg_error(exc):
+                    raise database.driver_error(exc) from exc
+                raise
+            driver = raw.driver_connection
+            try:
+                if self._sqlite:
+                    driver.execute("BEGIN IMMEDIATE")
+                    try:
+                        driver.execute(self._sql, parameters)
+                        driver.execute("COMMIT")
+                    except BaseException:
+                        if driver.in_transaction:
+                            driver.execute("ROLLBACK")
+                        raise
+                else:
+                    try:
+                        with driver.cursor() as cursor:
+                            cursor.execute(self._sql, parameters)
+                        driver.commit()
+                    except BaseException:
+                        driver.rollback()
+                        raise
+                return
+            except sqlite3.Error as exc:
+                raw.invalidate() if not isinstance(exc, sqlite3.OperationalError) else None
+                if not _sqlite_busy(exc):
+                    raise database.driver_error(exc) from exc
+            except BaseException as exc:
+                if not _is_psycopg_error(exc):
+                    raw.invalidate()
+                    raise
+                if getattr(exc, "sqlstate", None) not in _POSTGRESQL_RETRYABLE:
+                    raw.invalidate()
+                    raise database.driver_error(exc) from exc
+            finally:
+                raw.close()  # back to the pool (or closed, when invalidated)
+            patience = patience or _Patience(database.wait)
+            if not patience.sleep():
+                waited = "locked by another writer" if self._sqlite else "busy"
+                raise StoreUnavailable(f"database {database.name}: {waited} for more than {database.wait:g} s")
+
+
+def _is_psycopg_error(error: BaseException) -> bool:
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(error, psycopg.Error)
+
+
 class Database:
     """A database URL's engine and the transactions of every store on it. Thread- and greenlet-safe."""
 
@@ -223,6 +318,21 @@ class Database:
     def read(self, work: Callable[[Connection], T]) -> T:
         """``work(conn)`` on one connection, in a transaction that is rolled back afterwards."""
         return self._run(self.engine.connect, work, self.wait, self.deadline)
+
+    def one_statement(self, statement: sa.Executable, columns: Sequence[str] | None = None) -> OneStatement:
+        """``statement`` prebuilt to run alone in its own transaction, on the hot path (see :class:`OneStatement`).
+
+        ``columns``: for an INSERT, the columns every call gives a value for."""
+        return OneStatement(self, statement, columns)
+
+    def driver_error(self, error: BaseException) -> StoreError:
+        """The store's exception for a DBAPI error: unavailable when the database did not answer."""
+        psycopg = sys.modules.get("psycopg")
+        unavailable = isinstance(error, sqlite3.OperationalError) or (
+            psycopg is not None and isinstance(error, psycopg.OperationalError | psycopg.errors.QueryCanceled)
+        )
+        kind = StoreUnavailable if unavailable else StoreError
+        return kind(f"database {self.name}: {_first_line(error)}")
 
     def close(self) -> None:
         self.engine.dispose()
