@@ -14,7 +14,7 @@ The two forms the browser gets are built here too: the ``call_status`` event
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, Protocol
@@ -89,6 +89,30 @@ def status_update(form: Mapping[str, str]) -> StatusUpdate | None:
         from_=form.get("From"),
         to=form.get("To"),
     )
+
+
+def call_from_callback(update: StatusUpdate, team_numbers: Container[str]) -> dict[str, Any] | None:
+    """The root call a status callback of an unknown call stands for, or None when it is none of the team's.
+
+    The root is the leg's parent when it has one (a ``<Dial>``'s child), else the leg
+    itself. ``From`` a team number is the team calling out (a browser's dialled leg,
+    a call placed from Discord); ``To`` one is a call coming in.
+    """
+    caller, called = update.from_ or "", update.to or ""
+    if caller in team_numbers:
+        direction, number = "outbound", caller
+    elif called in team_numbers:
+        direction, number = "inbound", called
+    else:
+        return None
+    return {
+        "call_sid": update.parent_call_sid or update.call_sid,
+        "direction": direction,
+        "number": number,
+        "from_number": caller,
+        "to_number": called,
+        "client": None,
+    }
 
 
 def advances(leg: AppliedLeg, sequence: int | None, rank: int) -> bool:

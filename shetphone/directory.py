@@ -44,7 +44,10 @@ class Directory:
 
     def team_numbers(self) -> frozenset[str]:
         """Every number of the team: those that ring, and every caller ID."""
-        return frozenset(self._numbers).union(*self._clients.values())
+        team = self.__dict__.get("_team_numbers")
+        if team is None:  # asked on every status callback: worked out once
+            team = self.__dict__["_team_numbers"] = frozenset(self._numbers).union(*self._clients.values())
+        return team
 
     def rooms_for(self, user: str) -> list[str]:
         """The Socket.IO rooms of ``user``: their own, and one per number they belong to."""

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app, request, session
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 WATCH_INTERVAL = 1.0  # seconds between checks of .htpasswd and presets.csv
 PRUNE_INTERVAL = 3600.0  # seconds between prunings of the call log (keep_days)
+STALE_CHECK_INTERVAL = 15.0  # seconds between looks for ringing legs whose final callback was lost
+# A leg rings for its <Dial>'s timeout at most: ring_timeout for a ring group, Twilio's
+# default of 30 s for an outgoing call; one still ringing a minute after that lost its end.
+OUTBOUND_DIAL_TIMEOUT = 30
+STALE_RING_MARGIN = 60
 
 
 
@@ -122,20 +128,39 @@ def users_changed(old: Users, new: Users) -> None:
 
 
 def _housekeeping(app: Flask) -> None:
-    """Notice edits of the watched files every second; prune the call log every hour."""
+    """Notice edits of the watched files every second, close lost ringing legs, prune the call log hourly."""
     with app.app_context():
         team = _team()
         pruned_at = -PRUNE_INTERVAL
+        stale_checked_at = -STALE_CHECK_INTERVAL
         while True:
             try:
                 if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
                     pruned_at = time.monotonic()
                     _prune(team)
+                if time.monotonic() - stale_checked_at >= STALE_CHECK_INTERVAL:
+                    stale_checked_at = time.monotonic()
+                    close_stale_legs(team)
                 team.users.refresh()
                 team.presets.refresh()
             except Exception:  # a loop that dies silently would be worse than a log line
                 log.exception("housekeeping failed; trying again shortly")
             _socketio().sleep(WATCH_INTERVAL)
+
+
+def close_stale_legs(team) -> int:
+    """Close the legs whose final callback was lost, and tell their rooms; how many were closed."""
+    longest_ring = max(team.settings.ring_timeout, OUTBOUND_DIAL_TIMEOUT) + STALE_RING_MARGIN
+    try:
+        closed = team.store.calls.close_stale_legs(timedelta(seconds=longest_ring))
+    except StoreError as exc:
+        log.warning("could not close stale legs: %s", exc)
+        return 0
+    for payload in closed:
+        log.info("leg %s had no callback for %d s while ringing: closed as no-answer", payload["call_sid"],
+                 longest_ring)
+        emit_call_status(payload)
+    return len(closed)
 
 
 def _prune(team) -> None:

@@ -12,6 +12,18 @@ from functools import lru_cache
 from twilio.twiml.voice_response import VoiceResponse
 
 STATUS_EVENTS = "initiated ringing answered completed"
+
+# Twilio's connection overrides, appended to the callbacks the app may answer 503 (its
+# database busy): by default Twilio retries a webhook once, on a failed connection only,
+# never on a 5xx. Three retries on a failed connection, a read timeout or a 5xx; the
+# handlers are idempotent, so a retry of a callback that did land changes nothing.
+# https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides
+RETRIES = "rc=3&rp=ct,rt,5xx"
+
+
+def with_retries(url: str) -> str:
+    """``url`` with :data:`RETRIES` as its fragment (the fragment is never sent: Twilio reads it)."""
+    return f"{url}#{RETRIES}"
 CONFERENCE_EVENTS = "start end join leave hold"
 VOICEMAIL_MAX_SECONDS = 120
 

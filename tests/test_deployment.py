@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from conftest import PASSWORDS, csrf_token_from
 from deployment_helpers import PREFIX, UPSTREAM_HEADER, Cluster, wait_until
 
+from shetphone.twiml import RETRIES
+
 pytestmark = pytest.mark.timeout(300)
 
 ALICE_NUMBER = "+441595000001"
@@ -235,7 +237,7 @@ def test_a_call_logged_by_a_is_listed_by_b(cluster):
     assert response.status_code == 200 and "<Dial" in response.text
     assert response.headers[UPSTREAM_HEADER] == a.upstream
     # TwiML callbacks name the public URL, not the socket nginx reached
-    assert f'statusCallback="{cluster.url}/voice/status"' in response.text
+    assert f'statusCallback="{cluster.url}/voice/status#{RETRIES}"' in response.text
     alice = login(cluster, "alice", b)
     listing = alice.get(cluster.url + "/calls", timeout=30)
     assert listing.headers[UPSTREAM_HEADER] == b.upstream

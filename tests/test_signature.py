@@ -119,3 +119,14 @@ def test_webhook_signature_checks_the_configured_url_in_either_port_form(public_
     signature = signature_for(token, signed_base + "/voice?attempt=1", INBOUND)
     assert WebhookSignature(token, public_url).valid("/voice?attempt=1", INBOUND, signature) is accepted
     assert WebhookSignature("another-token", public_url).valid("/voice?attempt=1", INBOUND, signature) is False
+
+
+def test_a_callback_signed_with_its_retry_fragment_is_accepted_and_no_other_fragment(team_files, client):
+    from shetphone.twiml import RETRIES
+
+    params = {"CallSid": "CA1", "CallStatus": "ringing"}
+    url = PUBLIC_URL + "/voice/status"
+    with_ours = signature_for(team_files.auth_token, f"{url}#{RETRIES}", params)
+    assert client.post("/voice/status", data=params, headers={"X-Twilio-Signature": with_ours}).status_code == 204
+    with_another = signature_for(team_files.auth_token, f"{url}#rc=5&rp=all", params)
+    assert client.post("/voice/status", data=params, headers={"X-Twilio-Signature": with_another}).status_code == 403

@@ -194,6 +194,60 @@ def test_unknown_calls_are_ignored(calllog: CallLog) -> None:
     assert calllog.recording_for("RE9") is None
 
 
+TEAM = frozenset({ALICE_NUMBER, BOB_NUMBER})
+
+
+def test_a_callback_of_an_unlogged_incoming_call_opens_it_from_its_own_fields(calllog: CallLog) -> None:
+    # /voice could not write the call (the database was down), but the root leg's callback comes.
+    root = callback("CAlost", "in-progress", 1, To=ALICE_NUMBER)
+    payload = calllog.record_status(root, TEAM)
+    assert (payload["call_sid"], payload["number"], payload["direction"]) == ("CAlost", ALICE_NUMBER, "inbound")
+    assert payload["from"] == CALLER and payload["to"] == ALICE_NUMBER
+    child = calllog.record_status(callback("CAlost-alice", "ringing", 2, parent="CAlost"), TEAM)
+    assert child["parent_call_sid"] == "CAlost" and child["number"] == ALICE_NUMBER
+    entry = only_call(calllog, [ALICE_NUMBER])
+    assert (entry["call_sid"], entry["direction"], entry["status"]) == ("CAlost", "inbound", "ringing")
+
+
+def test_a_callback_of_an_unlogged_outgoing_leg_opens_its_parent_as_the_teams_call(calllog: CallLog) -> None:
+    # A browser's dialled leg (From: the caller ID) or a call Twilio placed from Discord.
+    leg = callback("CAdialled", "ringing", 1, parent="CAbrowser", From=BOB_NUMBER, To="+15005550123")
+    payload = calllog.record_status(leg, TEAM)
+    assert (payload["number"], payload["direction"], payload["parent_call_sid"]) == (BOB_NUMBER, "outbound",
+                                                                                      "CAbrowser")
+    entry = only_call(calllog, [BOB_NUMBER])
+    assert (entry["call_sid"], entry["from"], entry["to"]) == ("CAbrowser", BOB_NUMBER, "+15005550123")
+    placed = calllog.record_status(callback("CAplaced", "initiated", 0, From=BOB_NUMBER, To="+15005550199"), TEAM)
+    assert placed["call_sid"] == "CAplaced" and placed["direction"] == "outbound"
+
+
+def test_a_callback_naming_no_team_number_opens_nothing(calllog: CallLog) -> None:
+    assert calllog.record_status(callback("CAstranger", "ringing", 1, To="+15005550000"), TEAM) is None
+    assert calllog.record_status(callback("CAchild", "ringing", 1, parent="CAstranger"), TEAM) is None
+    assert calllog.calls_for(sorted(TEAM), "alice") == []
+
+
+def test_ringing_legs_that_lost_their_final_callback_are_closed(calllog: CallLog, clock: FakeClock) -> None:
+    open_inbound(calllog, "CAroot")
+    calllog.record_status(callback("CAroot-alice", "ringing", 1, parent="CAroot", Timestamp=""))
+    calllog.record_status(callback("CAroot-bob", "in-progress", 2, parent="CAroot", To="client:bob",
+                                   Timestamp=""))
+    clock.advance(seconds=60)
+    assert calllog.close_stale_legs(timedelta(seconds=90)) == []  # still within its dial's timeout
+    open_inbound(calllog, "CAlater")
+    calllog.record_status(callback("CAlater-alice", "ringing", 1, parent="CAlater", Timestamp=""))
+    clock.advance(seconds=31)
+    closed = calllog.close_stale_legs(timedelta(seconds=90))
+    assert [(p["call_sid"], p["status"], p["number"]) for p in closed] == [("CAroot-alice", "no-answer",
+                                                                            ALICE_NUMBER)]
+    # The answered leg stays (a call lasts hours), the later one rings on, and a second look closes nothing.
+    live = [(p["call_sid"], p["status"]) for p in calllog.calls_in_progress([ALICE_NUMBER])]
+    assert live == [("CAroot-bob", "in-progress"), ("CAlater-alice", "ringing")]
+    assert calllog.close_stale_legs(timedelta(seconds=90)) == []
+    statuses = {c["call_sid"]: c["status"] for c in calllog.calls_for([ALICE_NUMBER], None)}
+    assert statuses == {"CAroot": "in-progress", "CAlater": "ringing"}
+
+
 def test_unknown_status_is_ignored(calllog: CallLog) -> None:
     open_inbound(calllog, "CAroot")
     assert calllog.record_status(callback("CAleg", "teleported", 1, parent="CAroot")) is None

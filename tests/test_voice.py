@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, signature_for
 
-from shetphone import create_app, stream_auth
+from shetphone import create_app, stream_auth, twiml
 from shetphone.settings import load_settings
 
 ALICE_CALL = {"From": "client:alice", "CallSid": "CA" + "1" * 32}
@@ -38,7 +38,7 @@ def test_outbound_call_is_dialled_in_e164_with_the_chosen_caller_id(twilio_post)
     assert dial.get("answerOnBridge") == "true"
     (number,) = dial
     assert number.text == "+441595123456"
-    assert number.get("statusCallback") == PUBLIC_URL + "/voice/status"
+    assert number.get("statusCallback") == PUBLIC_URL + "/voice/status#" + twiml.RETRIES
     assert number.get("statusCallbackEvent") == "initiated ringing answered completed"
 
 
@@ -99,7 +99,7 @@ def test_inbound_rings_every_client_of_the_number(twilio_post):
     assert dial.get("timeout") == "20"
     assert dial.get("action") == PUBLIC_URL + "/voice/dial-complete"
     assert [client.text for client in dial] == ["alice", "bob"]
-    assert all(client.get("statusCallback") == PUBLIC_URL + "/voice/status" for client in dial)
+    assert all(client.get("statusCallback") == PUBLIC_URL + "/voice/status#" + twiml.RETRIES for client in dial)
 
 
 def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app):
@@ -113,7 +113,7 @@ def test_with_nobody_left_to_ring_the_caller_goes_straight_to_voicemail(twilio_p
     root = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000004"}))
     assert [child.tag for child in root] == ["Say", "Record", "Hangup"]  # no <Dial>, no ringing first
     record = root.find("Record")
-    assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording"
+    assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording#" + twiml.RETRIES
     assert record.get("action") == PUBLIC_URL + "/voice/recorded"
 
 
@@ -156,7 +156,7 @@ def test_dial_complete_unanswered_goes_to_voicemail(twilio_post, outcome):
     root = twiml_of(twilio_post("/voice/dial-complete", {**INBOUND, "DialCallStatus": outcome}))
     assert [child.tag for child in root] == ["Say", "Record", "Hangup"]
     record = root.find("Record")
-    assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording"
+    assert record.get("recordingStatusCallback") == PUBLIC_URL + "/voice/recording#" + twiml.RETRIES
     assert record.get("maxLength") == "120"
     assert record.get("action") == PUBLIC_URL + "/voice/recorded"
 
@@ -248,3 +248,63 @@ def test_a_database_locked_too_long_answers_503_to_callbacks_and_calls_still_go_
     assert post("/voice/recording", recording).status_code == 204
     (call,) = store.calls.calls_for(["+441595000001"], None)
     assert (call["status"], call["recording_sid"]) == ("ringing", recording["RecordingSid"])
+
+
+def browser_of(app, name: str):
+    """A logged-in browser's Socket.IO connection (Flask-SocketIO's test client)."""
+    http = app.test_client()
+    login(http, name)
+    browser = app.extensions["socketio"].test_client(app, flask_test_client=http)
+    assert browser.is_connected()
+    browser.get_received()  # catch-up, if any
+    return browser, http
+
+
+def test_a_call_whose_start_could_not_be_logged_is_listed_and_announced_from_its_callbacks(impatient_app,
+                                                                                            team_files):
+    from conftest import signature_for
+    from store_helpers import sqlite_locked
+
+    client = impatient_app.test_client()
+
+    def post(path, params):
+        signature = signature_for(team_files.auth_token, PUBLIC_URL + path, params)
+        return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    browser, alice = browser_of(impatient_app, "alice")
+    call = {**INBOUND, "To": "+441595000001"}
+    with sqlite_locked(impatient_app.extensions["shetphone"].store.database):
+        assert [leg.tag for leg in twiml_of(post("/voice", call))[0]] == ["Client", "Client"]
+    assert alice.get("/calls").get_json() == {"calls": []}  # its row was never written
+    root = {"CallSid": INBOUND["CallSid"], "CallStatus": "in-progress", "SequenceNumber": "1",
+            "From": INBOUND["From"], "To": "+441595000001", "Direction": "inbound"}
+    assert post("/voice/status", root).status_code == 204
+    leg = {"CallSid": "CA" + "5" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "ringing",
+           "SequenceNumber": "0", "From": INBOUND["From"], "To": "client:alice", "Direction": "outbound-dial"}
+    assert post("/voice/status", leg).status_code == 204
+    heard = [(e["args"][0]["call_sid"], e["args"][0]["status"]) for e in browser.get_received()
+             if e["name"] == "call_status"]
+    assert heard == [(INBOUND["CallSid"], "in-progress"), (leg["CallSid"], "ringing")]
+    (listed,) = alice.get("/calls").get_json()["calls"]
+    assert (listed["call_sid"], listed["direction"], listed["number"], listed["from"]) == (
+        INBOUND["CallSid"], "inbound", "+441595000001", INBOUND["From"])
+
+
+def test_a_leg_that_lost_its_final_callback_stops_ringing_in_the_browsers(app, twilio_post):
+    from shetphone import realtime
+
+    browser, alice = browser_of(app, "alice")
+    assert twilio_post("/voice", {**INBOUND, "To": "+441595000001"}).status_code == 200
+    ten_minutes_ago = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(time.time() - 600))
+    leg = {"CallSid": "CA" + "6" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "ringing",
+           "SequenceNumber": "0", "From": INBOUND["From"], "To": "client:alice", "Timestamp": ten_minutes_ago}
+    assert twilio_post("/voice/status", leg).status_code == 204
+    browser.get_received()
+    with app.app_context():
+        assert realtime.close_stale_legs(app.extensions["shetphone"]) == 1
+        assert realtime.close_stale_legs(app.extensions["shetphone"]) == 0
+    heard = [(e["args"][0]["call_sid"], e["args"][0]["status"]) for e in browser.get_received()]
+    assert heard == [(leg["CallSid"], "no-answer")]
+    # A browser that reconnects is no longer told the call rings.
+    again = app.extensions["socketio"].test_client(app, flask_test_client=alice)
+    assert again.is_connected() and again.get_received() == []

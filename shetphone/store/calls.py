@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -125,8 +125,8 @@ class CallLog:
         self.database = database
         self.keep_days = keep_days
         self._clock = clock
-        self._open_call = database.one_statement(
-            _insert_unless_present(database.dialect, calls, calls.c.call_sid), OPENED_CALL_COLUMNS)
+        self._insert_call = _insert_unless_present(database.dialect, calls, calls.c.call_sid)
+        self._open_call = database.one_statement(self._insert_call, OPENED_CALL_COLUMNS)
         # RETURNING: a row back only when the recording was new (psycopg's rowcount says -1 here).
         store_recording = _insert_unless_present(database.dialect, recordings, recordings.c.recording_sid)
         self._store_recording = store_recording.returning(recordings.c.recording_sid)
@@ -151,17 +151,33 @@ class CallLog:
         }
         self._open_call(row)  # one statement, straight to the driver: /voice waits on it
 
-    def record_status(self, form: Mapping[str, str]) -> dict | None:
-        """Apply one status callback; the ``call_status`` payload, or None if nothing changed."""
+    def record_status(self, form: Mapping[str, str], team_numbers: Container[str] = frozenset()) -> dict | None:
+        """Apply one status callback; the ``call_status`` payload, or None if nothing changed.
+
+        A callback for a call the log does not know (its ``/voice`` could not be written,
+        or Twilio placed it without one: a call from Discord) opens the call from its own
+        fields when its ``From`` or ``To`` is one of ``team_numbers`` (SPEC §3).
+        """
         update = callstate.status_update(form)
         if update is None:
             if form.get("CallSid"):
                 log.warning("status callback for %s with unknown CallStatus %r ignored", form["CallSid"],
                             form.get("CallStatus"))
             return None
-        return self.database.write(lambda conn: self._apply_status(conn, update))
+        return self.database.write(lambda conn: self._apply_status(conn, update, team_numbers))
 
-    def _apply_status(self, conn: Connection, update: StatusUpdate) -> dict | None:
+    def _open_from_callback(self, conn: Connection, update: StatusUpdate, team_numbers: Container[str]) -> str | None:
+        """Open the root call of an unknown leg from the callback's fields; its CallSid, or None."""
+        opened = callstate.call_from_callback(update, team_numbers)
+        if opened is None:
+            return None
+        conn.execute(self._insert_call, {**opened, "started_at": update.event_at or naive_utc(self._clock()),
+                                         "status": "initiated", "answered": False, "duration": 0})
+        log.info("call %s was not in the log; opened from a status callback of %s", opened["call_sid"],
+                 update.call_sid)
+        return opened["call_sid"]
+
+    def _apply_status(self, conn: Connection, update: StatusUpdate, team_numbers: Container[str] = ()) -> dict | None:
         call_sid, sequence, rank = update.call_sid, update.sequence, update.rank
         # A leg only moves forward, so a callback this unlocked read already rejects
         # stays rejected: Twilio's retries cost one indexed read.
@@ -172,6 +188,8 @@ class CallLog:
             root_call_sid = leg.root_call_sid
         else:
             root_call_sid = self._find_root(conn, call_sid, update.parent_call_sid)
+            if root_call_sid is None:
+                root_call_sid = self._open_from_callback(conn, update, team_numbers)
         if root_call_sid is None:
             return None
         # Lock the root call so its callbacks apply one at a time (PostgreSQL; SQLite's
@@ -210,6 +228,34 @@ class CallLog:
         self._write_summary(conn, call, list(states.values()), call.dial_status)
         return callstate.call_status_event(call, call_sid, parent_call_sid, update.status, values["event_at"],
                                            sequence)
+
+    def close_stale_legs(self, older_than: timedelta, batch: int = 100) -> list[dict]:
+        """Close legs still queued, initiated or ringing whose last callback is older than ``older_than``.
+
+        Twilio rings a leg for its ``<Dial>`` timeout at most, so such a leg lost its
+        final callback (Twilio gave up on it, or never sent one: a number without a status
+        callback). It is closed as ``no-answer``, so browsers stop showing it ringing and
+        reconnect catch-up leaves it out, instead of both replaying it for a day. The
+        ``call_status`` payloads of the closed legs, for the caller to emit.
+        """
+        cutoff = naive_utc(self._clock()) - older_than
+        stale = (
+            sa.select(legs.c.call_sid)
+            .where(legs.c.status_rank < callstate.ANSWERED_RANK, legs.c.event_at < cutoff)
+            .order_by(legs.c.event_at)
+            .limit(batch)
+        )
+
+        def work(conn: Connection) -> list[dict]:
+            closed = []
+            for call_sid in list(conn.scalars(stale)):
+                update = callstate.status_update({"CallSid": call_sid, "CallStatus": "no-answer"})
+                payload = self._apply_status(conn, update)
+                if payload is not None:
+                    closed.append(payload)
+            return closed
+
+        return self.database.write(work)
 
     def record_dial_outcome(self, call_sid: str, dial_call_status: str) -> None:
         """The ``DialCallStatus`` of the root call's ``<Dial>`` (from ``/voice/dial-complete``)."""

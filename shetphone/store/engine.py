@@ -65,7 +65,11 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 0})
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # No rollback when a connection goes back to the pool: sqlite3 here is in autocommit
+        # mode (see configure), so a transaction is only ever one that BEGIN opened, and every
+        # path that opens one ends it. The rollback cost as much as /voice's INSERT.
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                                  pool_reset_on_return=None)
 
     @sa.event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:
@@ -198,8 +202,9 @@ class OneStatement:
     SQLAlchemy's execution around one small INSERT cost twice the INSERT itself
     (bench/webhooks.py; docs/performance.md). This compiles the statement once and
     binds values with SQLAlchemy's own type processors, so the row stored is the same,
-    then runs BEGIN, the statement and COMMIT on the pooled DBAPI connection, with the
-    same waiting rules as :meth:`Database.write`.
+    then runs it on the pooled DBAPI connection as a transaction of its own (SQLite:
+    one autocommitted statement; PostgreSQL: the statement and COMMIT), with the same
+    waiting rules as :meth:`Database.write`.
     """
 
     def __init__(self, database: Database, statement: sa.Executable, columns: Sequence[str] | None = None):
@@ -245,14 +250,9 @@ class OneStatement:
             driver = raw.driver_connection
             try:
                 if self._sqlite:
-                    driver.execute("BEGIN IMMEDIATE")
-                    try:
-                        driver.execute(self._sql, parameters)
-                        driver.execute("COMMIT")
-                    except BaseException:
-                        if driver.in_transaction:
-                            driver.execute("ROLLBACK")
-                        raise
+                    # sqlite3 is in autocommit mode here: one statement is its own transaction,
+                    # atomic, committed when it returns (BEGIN and COMMIT would be two more calls).
+                    driver.execute(self._sql, parameters)
                 else:
                     try:
                         with driver.cursor() as cursor:

@@ -23,9 +23,11 @@ from flask import abort, jsonify, request
 from twilio.request_validator import RequestValidator
 
 from .. import current_team
+from ..twiml import RETRIES
 
 log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"https": 443, "http": 80}
+SIGNED_SUFFIXES = ("", "#" + RETRIES)  # as requested; with the callback's retry fragment
 
 
 class WebhookSignature:
@@ -44,13 +46,22 @@ class WebhookSignature:
         self._bases = (with_port, without_port) if parts.port else (without_port, with_port)
 
     def valid(self, path_and_query: str, form, signature: str) -> bool:
-        """Whether ``signature`` signs public_url + ``path_and_query`` with ``form`` (a MultiDict or dict)."""
+        """Whether ``signature`` signs public_url + ``path_and_query`` with ``form`` (a MultiDict or dict).
+
+        Twilio signs "the webhook URL set in Twilio"; a callback URL the app gave with
+        its retry fragment (:data:`~shetphone.twiml.RETRIES`) may be signed with it or
+        without it (the fragment is never sent, and the docs do not say), so both are
+        accepted. The fragment is the app's own constant: accepting it lets nobody choose
+        what is signed.
+        """
         if not signature:
             return False
-        for base in self._bases:
-            expected = self._validator.compute_signature(base + path_and_query, form)
-            if hmac.compare_digest(expected.encode(), signature.encode()):
-                return True
+        expected_bytes = signature.encode()
+        for suffix in SIGNED_SUFFIXES:
+            for base in self._bases:
+                expected = self._validator.compute_signature(base + path_and_query + suffix, form)
+                if hmac.compare_digest(expected.encode(), expected_bytes):
+                    return True
         return False
 
 

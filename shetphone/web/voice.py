@@ -19,11 +19,22 @@ VOICEMAIL_STATUSES = {"no-answer", "busy", "failed"}
 NOBODY_TO_RING = "Sorry, nobody can take your call. Please try again later."
 
 
+_ROUTE_PATHS: dict[str, str] = {}  # endpoint -> its path, for routes without values: the same in every app
+
+
 def public_url_for(endpoint: str, **values) -> str:
     """An absolute URL Twilio can reach: ``public_url`` + the route's path."""
-    return current_team().settings.public_url + url_for(endpoint, _external=False, **values).removeprefix(
-        request.script_root
-    )
+    path = _ROUTE_PATHS.get(endpoint) if not values else None
+    if path is None:
+        path = url_for(endpoint, _external=False, **values).removeprefix(request.script_root)
+        if not values:
+            _ROUTE_PATHS[endpoint] = path  # url_for is a tenth of /voice's work; the rules never change
+    return current_team().settings.public_url + path
+
+
+def callback_url_for(endpoint: str) -> str:
+    """A status or recording callback's URL: Twilio retries it on a 5xx (the store busy), see twiml.RETRIES."""
+    return twiml.with_retries(public_url_for(endpoint))
 
 
 def xml(document: str) -> Response:
@@ -52,7 +63,7 @@ def _from_browser(client: str, dialled: str, call_sid: str) -> Response:
         log.info("refused a call from %s to %r: %s", client, dialled, refused.reason)
         return xml(twiml.refusal(refused.reason))
     _open_call(call_sid, "outbound", call.caller_id, call.caller_id, call.destination, client)
-    return xml(twiml.outbound_dial(call.destination, call.caller_id, public_url_for("voice.status")))
+    return xml(twiml.outbound_dial(call.destination, call.caller_id, callback_url_for("voice.status")))
 
 
 def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
@@ -72,7 +83,7 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
                 clients,
                 team.settings.ring_timeout,
                 public_url_for("voice.dial_complete"),
-                public_url_for("voice.status"),
+                callback_url_for("voice.status"),
             )
         )
     stream_url = f"wss://{team.settings.public_host}/media/stream"
@@ -96,10 +107,11 @@ def _open_call(call_sid: str, direction: str, number: str, caller: str, called: 
 @bp.post("/status")
 @twilio_signed
 def status():
+    team = current_team()
     try:
-        payload = current_team().store.calls.record_status(request.form)
+        payload = team.store.calls.record_status(request.form, team.directory.team_numbers())
     except StoreError as exc:
-        log.warning("could not record a status callback; Twilio will retry: %s", exc)
+        log.warning("could not record a status callback; Twilio will retry it (%s): %s", twiml.RETRIES, exc)
         abort(503)
     if payload is not None:
         realtime.emit_call_status(payload)
@@ -128,7 +140,7 @@ def _voicemail() -> str | None:
     return twiml.voicemail(
         settings.voicemail_greeting,
         settings.voicemail_greeting_url,
-        public_url_for("voice.recording"),
+        callback_url_for("voice.recording"),
         public_url_for("voice.recorded"),
     )
 
@@ -158,7 +170,7 @@ def recording():
             duration=duration,
         )
     except StoreError as exc:
-        log.warning("could not store a recording; Twilio will retry: %s", exc)
+        log.warning("could not store a recording; Twilio will retry it (%s): %s", twiml.RETRIES, exc)
         abort(503)
     if stored is not None:
         realtime.emit_voicemail(
