@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 
 from .. import current_team, phone_numbers, voicemail
 from ..tokens import voice_token
@@ -34,6 +35,9 @@ def page_config() -> dict:
         "allowed_regions": regions,
         "numbers": sorted(team.directory.numbers_of(name)),
         "twilio_missing": list(team.settings.twilio.missing),
+        "csrf_token": generate_csrf(),  # sent as X-CSRFToken by the page's JSON POSTs (call control)
+        # Whom a call can be transferred to or shared with: teammates still in .htpasswd.
+        "teammates": sorted(team.directory.teammates_of(name) & set(team.users.current.names())),
     }
 
 
