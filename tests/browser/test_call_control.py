@@ -54,6 +54,22 @@ def answer_a_caller(page, twilio):
     return root, leg
 
 
+def in_conference(twilio, root_sid: str) -> set[str]:
+    conference = conference_of(twilio, root_sid)
+    return {p.label for p in conference.participants.values()} if conference else set()
+
+
+def held(twilio, call_sid: str) -> bool:
+    party = twilio.participant(call_sid)
+    return bool(party and party.hold)
+
+
+def rung_when_rung(twilio, to: str):
+    """The call Twilio places to ``to`` once the server rings it (it may, after answering the page)."""
+    twilio.wait_until(lambda: any(c.participant is not None for c in twilio.calls_to(to)), f"{to} rung")
+    return rung(twilio, to)
+
+
 def participant(page, name: str):
     return page.get_by_test_id("participants").get_by_role("listitem").filter(has_text=name)
 
@@ -70,6 +86,15 @@ def ring(page, action: str, who: str, mode: str | None = None) -> None:
     page.get_by_role("button", name="Ring", exact=True).click()
 
 
+def bob_rung_for_a_warm_transfer(page, twilio):
+    """alice answers a caller and starts a warm transfer to bob, whose browsers ring: (root, her leg, his call)."""
+    root, leg = answer_a_caller(page, twilio)
+    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
+    expect(participant(page, "bob")).to_contain_text("ringing")
+    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
+    return root, leg, rung_when_rung(twilio, "client:bob")
+
+
 def test_hold_and_resume(open_dialer, twilio):
     page = open_dialer(viewport=PHONE)
     root, _ = answer_a_caller(page, twilio)
@@ -80,8 +105,8 @@ def test_hold_and_resume(open_dialer, twilio):
     expect(resume).to_have_attribute("aria-pressed", "true")
     expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
     expect(participant(page, "You")).not_to_contain_text("on hold")
-    twilio.wait_idle()
-    assert twilio.participant(root.sid).hold and twilio.call(root.sid).heard[-1] == f"hold:{HOLD_MUSIC}"
+    twilio.wait_until(lambda: held(twilio, root.sid), "the caller on hold")
+    assert twilio.call(root.sid).heard[-1] == f"hold:{HOLD_MUSIC}"
     # 360 pixels wide: the controls fit without scrolling sideways.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "call-on-hold")
@@ -89,26 +114,20 @@ def test_hold_and_resume(open_dialer, twilio):
     resume.press("Enter")  # by keyboard too
     expect(page.get_by_role("button", name="Hold", exact=True)).to_have_attribute("aria-pressed", "false")
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
-    twilio.wait_idle()
-    assert not twilio.participant(root.sid).hold
+    twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
 
 
 def test_a_warm_transfer_completed(open_dialer, twilio):
     page = open_dialer()
-    root, leg = answer_a_caller(page, twilio)
-    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
-    expect(participant(page, "bob")).to_contain_text("ringing")
-    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
-    twilio.wait_idle()
-    twilio.answer(rung(twilio, "client:bob").sid)
+    root, leg, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    twilio.answer(bob.sid)
     expect(participant(page, "bob")).not_to_contain_text("ringing")
     complete = page.get_by_role("button", name="Complete transfer", exact=True)
     expect(complete).to_be_focused()  # where the keyboard lands once bob is rung
     screenshot(page, "call-warm-transfer")
     complete.click()
-    twilio.wait_idle()
-    assert {p.label for p in conference_of(twilio, root.sid).participants.values()} == {"outside", "bob"}
-    assert not twilio.participant(root.sid).hold
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "bob"} and not held(twilio, root.sid),
+                      "the caller with bob, off hold")
     assert not twilio.call(leg.sid).active  # alice's leg left the conference and ended
     page.evaluate("() => window.__fakeDevice.lastCall.hungUpRemotely()")  # what the SDK then says
     expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
@@ -116,20 +135,16 @@ def test_a_warm_transfer_completed(open_dialer, twilio):
 
 def test_a_warm_transfer_cancelled(open_dialer, twilio):
     page = open_dialer()
-    root, _ = answer_a_caller(page, twilio)
-    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
-    expect(participant(page, "bob")).to_contain_text("ringing")
-    twilio.wait_idle()
-    bob = rung(twilio, "client:bob")
+    root, _, bob = bob_rung_for_a_warm_transfer(page, twilio)
     twilio.answer(bob.sid)
     expect(participant(page, "bob")).not_to_contain_text("ringing")
     page.get_by_role("button", name="Cancel transfer", exact=True).click()
     expect(participant(page, "bob")).to_have_count(0)
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
     expect(page.get_by_role("button", name="Transfer", exact=True)).to_be_enabled()
-    twilio.wait_idle()
-    assert {p.label for p in conference_of(twilio, root.sid).participants.values()} == {"outside", "alice"}
-    assert not twilio.call(bob.sid).active and not twilio.participant(root.sid).hold
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "alice"} and not held(twilio, root.sid),
+                      "the caller with alice, off hold")
+    assert not twilio.call(bob.sid).active
 
 
 def test_a_three_way_call_and_a_refused_destination_said_once(open_dialer, twilio):
@@ -146,29 +161,22 @@ def test_a_three_way_call_and_a_refused_destination_said_once(open_dialer, twili
     page.get_by_role("button", name="Ring", exact=True).click()
     expect(page.locator(".control-problem")).to_have_count(0)
     expect(participant(page, "Mum")).to_contain_text("ringing")
-    twilio.wait_idle()
-    twilio.answer(rung(twilio, MUM).sid)
+    twilio.answer(rung_when_rung(twilio, MUM).sid)
     expect(participant(page, "Mum")).not_to_contain_text("ringing")
     expect(page.get_by_test_id("participants").get_by_role("listitem")).to_have_count(3)
     expect(page.get_by_test_id("participants")).not_to_contain_text("on hold")
-    twilio.wait_idle()
-    conference = conference_of(twilio, root.sid)
-    assert {p.label for p in conference.participants.values()} == {"outside", "alice", MUM}
-    assert not any(p.hold for p in conference.participants.values())
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "alice", MUM}, "three on the call")
+    assert not any(p.hold for p in conference_of(twilio, root.sid).participants.values())
     screenshot(page, "call-three-way")
 
 
 def test_an_unanswered_warm_transfer_is_said_and_the_caller_is_back(open_dialer, twilio):
     page = open_dialer()
-    root, _ = answer_a_caller(page, twilio)
-    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
-    expect(participant(page, "bob")).to_contain_text("ringing")
-    twilio.wait_idle()
-    twilio.no_answer(rung(twilio, "client:bob").sid)
+    root, _, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    twilio.no_answer(bob.sid)
     expect(page.get_by_test_id("call-notice")).to_have_text("bob did not answer; the caller is back with you.")
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
-    twilio.wait_idle()
-    assert not twilio.participant(root.sid).hold
+    twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
@@ -176,10 +184,7 @@ def test_the_panel_with_someone_held_and_someone_ringing_is_accessible(open_dial
     """axe on the call's controls (the rest of the page is test_accessibility's), in both themes."""
     page = open_dialer(init_script=AXE.read_text(encoding="utf-8"))
     page.emulate_media(color_scheme=theme)
-    answer_a_caller(page, twilio)
-    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
-    expect(participant(page, "bob")).to_contain_text("ringing")
-    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
+    bob_rung_for_a_warm_transfer(page, twilio)
     result = page.evaluate("(options) => axe.run({include: ['.call-controls']}, options)", AXE_OPTIONS)
     assert result["passes"]
     problems = [f"{rule['id']}: {' '.join(node['target'])}" for rule in result["violations"] for node in rule["nodes"]]
