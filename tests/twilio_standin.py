@@ -84,6 +84,7 @@ import base64
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -1076,6 +1077,12 @@ def _raise_not_found(path: str):
 class _Handler(BaseHTTPRequestHandler):
     standin: TwilioStandIn
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # Headers and body leave in two writes: without this, Nagle's algorithm holds the body
+        # for the client's delayed ACK (40 ms), which Twilio's own API never adds.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
         self._serve("GET")
