@@ -120,34 +120,18 @@ def _answer(state: control.CallControl):
 def _control(root: str, build: Callable[[str], control.Request]):
     """One control request of the user's, on call ``root``; ``build`` makes it, given the call's number."""
     team = current_team()
-    rest = team.twilio_rest
-    if rest is None:
+    if team.twilio_rest is None:
         return _error(503, "Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
     user = current_user.get_id()
-    controls = team.store.control
-    initial = None
-    stored = controls.get(root)
-    if stored is None:
-        facts = controls.call_facts(root)
-        if facts is None or not _may_see(facts.number, facts.client == user, user):
-            return _error(404, "No such call.")
-        initial = _first_state(root, facts)
-        if isinstance(initial, control.Refusal):
-            return _error(initial.status, initial.message)
-        number = facts.number
-    else:
-        on_it = any(p.kind == "client" and p.name == user for p in stored.state.parties)
-        if not _may_see(stored.state.number, on_it, user):
-            return _error(404, "No such call.")
-        number = stored.state.number
     try:
+        initial, number = _the_call(root, user)
         wanted = build(number)
     except Refused as refused:
         return _error(refused.status, refused.message)
-
     config = control_config(root)
     token = secrets.token_hex(16)
-    begun = controls.begin(root, token, lambda state: control.plan_request(state, wanted, user, config), initial)
+    begun = team.store.control.begin(root, token, lambda state: control.plan_request(state, wanted, user, config),
+                                     initial)
     if begun is None:
         return _error(404, "No such call.")
     if isinstance(begun.outcome, control.Refusal):
@@ -157,11 +141,35 @@ def _control(root: str, build: Callable[[str], control.Request]):
         if plan.state != begun.before:
             _announce(plan.state, plan.notices)
         return _answer(plan.state)
-    if plan.early_state is not None and plan.early_state != begun.before:
+    return _carry_out(root, token, plan, begun.before)
+
+
+def _the_call(root: str, user: str) -> tuple[control.CallControl | None, str]:
+    """(the state to start from when the call was never under control, the call's number), or Refused."""
+    controls = current_team().store.control
+    stored = controls.get(root)
+    if stored is not None:
+        on_it = any(p.kind == "client" and p.name == user for p in stored.state.parties)
+        if not _may_see(stored.state.number, on_it, user):
+            raise Refused(404, "No such call.")
+        return None, stored.state.number
+    facts = controls.call_facts(root)
+    if facts is None or not _may_see(facts.number, facts.client == user, user):
+        raise Refused(404, "No such call.")
+    initial = _first_state(root, facts)
+    if isinstance(initial, control.Refusal):
+        raise Refused(initial.status, initial.message)
+    return initial, facts.number
+
+
+def _carry_out(root: str, token: str, plan: control.Plan, before: control.CallControl):
+    """The claim's holder: the plan's steps, their outcome stored, the callbacks that came meanwhile; the answer."""
+    controls = current_team().store.control
+    if plan.early_state is not None and plan.early_state != before:
         _announce(plan.early_state)
     latest = None
     try:
-        outcome = run_plan(rest, plan, begun.before)
+        outcome = run_plan(_rest(), plan, before)
         if controls.store(root, token, outcome.state):
             latest = outcome.state
             _announce(outcome.state, plan.notices)
@@ -336,7 +344,7 @@ def _apply(root: str, token: str, reaction: Reaction) -> control.CallControl | N
 
 def _rest() -> TwilioRest:
     rest = current_team().twilio_rest
-    assert rest is not None  # _react checked
+    assert rest is not None  # the routes and _react checked
     return rest
 
 
