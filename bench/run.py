@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["audio", "bridge", "calllog", "webhooks", "page", "cluster"]
+ORDER = ["audio", "bridge", "calllog", "webhooks", "control", "page", "cluster"]
 
 
 def main() -> int:

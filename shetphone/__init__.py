@@ -54,6 +54,7 @@ def create_app(
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
     from .web.webhooks import WebhookDispatcher, create_webhook_app, share_url_rules
+    from .web import control as call_control
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,6 +108,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
     app.register_blueprint(voice.bp)  # never reached (see web/webhooks.py): here so url_for builds its URLs
+    app.register_blueprint(call_control.bp)
     appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
 

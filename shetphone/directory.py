@@ -42,6 +42,11 @@ class Directory:
         """The Twilio numbers ``user`` rings on or may call from."""
         return self._memberships.get(user, frozenset())
 
+    def teammates_of(self, user: str) -> frozenset[str]:
+        """The other users who share a number with ``user`` (SPEC §7's teammates)."""
+        mine = self.numbers_of(user)
+        return frozenset(name for name, numbers in self._memberships.items() if name != user and numbers & mine)
+
     def team_numbers(self) -> frozenset[str]:
         """Every number of the team: those that ring, and every caller ID."""
         team = self.__dict__.get("_team_numbers")

@@ -104,6 +104,16 @@ def emit_voicemail(payload: dict[str, Any]) -> None:
     _socketio().emit("voicemail", payload, to=number_room(payload["number"]))
 
 
+def emit_call_participants(payload: dict[str, Any], rooms: list[str]) -> None:
+    """Who is on a controlled call (SPEC §6), to its number's room and its parties' own rooms."""
+    _socketio().emit("call_participants", payload, to=rooms)
+
+
+def emit_call_notice(payload: dict[str, Any], rooms: list[str]) -> None:
+    """A sentence for the people on a call ("bob did not answer; the caller is back with you.")."""
+    _socketio().emit("call_notice", payload, to=rooms)
+
+
 def end_sessions(room: str) -> None:
     """Tell every socket in ``room`` its session ended, then close the ones this process holds."""
     _socketio().emit("session_ended", {}, to=room)

@@ -337,6 +337,9 @@ class Settings:
         SECTION_MAIN, "twilio_api_base", http_url, "https://api.twilio.com",
         "Twilio's REST API: recordings, call control, calls from Discord; ``twilio_media_base`` (its old "
         "name) is read too", old_names=("twilio_media_base",))
+    hold_music_url: str | None = key(
+        SECTION_MAIN, "hold_music_url", http_url, None, "what a held caller hears (MP3, WAV or TwiML)",
+        unset="Twilio's default music")
 
     # Not keys of the table: where things are, the map sections, the environment.
     config_path: Path

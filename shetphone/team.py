@@ -15,6 +15,7 @@ from .lockout import Lockout
 from .presets import Preset, parse_presets
 from .settings import Settings
 from .store import Store
+from .twilio_rest import TwilioRest
 from .users import Users, parse_htpasswd
 from .watched import WatchedFile
 
@@ -28,6 +29,7 @@ class Team:
     presets: WatchedFile[tuple[Preset, ...]]
     store: Store  # the database: store.calls is the call log
     lockout: Lockout
+    twilio_rest: TwilioRest | None = None  # Twilio's REST API; None until the account's SID and token are set
 
 
 def build_team(
@@ -46,4 +48,13 @@ def build_team(
         presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
         store=Store(settings.database_url, keep_days=settings.keep_days),
         lockout=Lockout(settings.message_queue or "memory://"),
+        twilio_rest=rest_client(settings),
     )
+
+
+def rest_client(settings: Settings) -> TwilioRest | None:
+    """The one client of Twilio's REST API (recordings, call control), built once from the settings."""
+    twilio = settings.twilio
+    if not (twilio.account_sid and twilio.auth_token):
+        return None
+    return TwilioRest(twilio.account_sid, twilio.auth_token, api_base=settings.twilio_api_base)

@@ -30,6 +30,8 @@ from twilio.rest import Client
 from . import control
 
 log = logging.getLogger(__name__)
+# The library logs every request and its headers at INFO (a dozen lines each); failures are ours to say.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 REST_TIMEOUT = 5.0  # seconds per request: a control route must answer, not hang, when Twilio is slow

@@ -1,7 +1,7 @@
-"""Voicemail recordings: who may hear one, and where Twilio keeps its audio.
+"""Voicemail recordings: who may hear one, and in which formats.
 
 The browser never sees a Twilio URL or credential: it asks our route, which
-fetches from Twilio's REST API (``twilio_api_base``) with the account's credentials.
+fetches from Twilio's REST API (``twilio_rest.recording_media``) with the account's credentials.
 """
 
 from __future__ import annotations
@@ -23,7 +23,3 @@ def may_hear(recording: Recording, numbers: Iterable[str], user: str) -> bool:
     """A recording belongs to the people of its call's number (or the client who placed the call)."""
     return recording.number in set(numbers) or recording.client == user
 
-
-def media_url(api_base: str, account_sid: str, recording_sid: str, audio_format: str = "mp3") -> str:
-    """Twilio's address of the recording's audio, built from its SID, never taken from a request."""
-    return f"{api_base}/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.{audio_format}"

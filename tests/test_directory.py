@@ -62,3 +62,11 @@ def test_without_a_clients_section_the_numbers_are_read_the_other_way_round():
 def test_team_numbers_are_the_numbers_that_ring_and_every_caller_id():
     assert make_directory().team_numbers() == {
         "+441595000001", "+441595000002", "+441595000004", "+15005550006", "+441595000009"}
+
+
+def test_teammates_are_the_other_users_who_share_a_number():
+    directory = make_directory()
+    assert directory.teammates_of("alice") == {"bob"}
+    assert directory.teammates_of("bob") == {"alice"}
+    assert directory.teammates_of("carol") == frozenset()  # alone on her number
+    assert directory.teammates_of("mallory") == frozenset()

@@ -42,6 +42,12 @@ def test_requests_go_to_the_configured_base_with_the_accounts_credentials(standi
     assert call.sid == standin.calls_to(CALLER)[0].sid and call.status == "ringing"
 
 
+def test_the_librarys_log_of_every_request_and_its_headers_is_kept_out_of_ours(standin, rest, caplog):
+    caplog.set_level("INFO")
+    rest.create_call(CALLER, TEAM, "<Response/>")
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("twilio")] == []
+
+
 def test_a_twilio_edge_in_the_environment_does_not_move_the_requests(standin, monkeypatch):
     monkeypatch.setenv("TWILIO_EDGE", "dublin")
     monkeypatch.setenv("TWILIO_REGION", "ie1")

@@ -351,3 +351,17 @@ def test_auto_mode_posts_to_a_live_server_as_it_goes(tmp_path):
     finally:
         standin.stop()
         server.stop()
+
+
+def test_wait_until_wakes_when_a_rest_request_changes_the_model(standin):
+    """What the app does after answering a callback shows only as REST requests: wait for their effect."""
+    import threading
+
+    created = threading.Thread(target=lambda: rest(standin, "POST", "Calls.json", To=CALLER, From=TEAM,
+                                                   Twiml="<Response><Hangup/></Response>"))
+    created.start()
+    standin.wait_until(lambda: bool(standin.calls_to(CALLER)), "a call to the caller")
+    created.join(10)
+    assert standin.calls_to(CALLER)[0].from_ == TEAM
+    with pytest.raises(AssertionError, match=r"not within 0\.1 s: never"):
+        standin.wait_until(lambda: False, "never", timeout=0.1)

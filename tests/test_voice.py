@@ -36,6 +36,7 @@ def test_outbound_call_is_dialled_in_e164_with_the_chosen_caller_id(twilio_post)
     assert dial.tag == "Dial"
     assert dial.get("callerId") == "+441595000001"
     assert dial.get("answerOnBridge") == "true"
+    assert dial.get("action") == PUBLIC_URL + "/voice/dial-complete"  # call control moves calls through it
     (number,) = dial
     assert number.text == "+441595123456"
     assert number.get("statusCallback") == PUBLIC_URL + "/voice/status#" + twiml.RETRIES

@@ -84,6 +84,7 @@ import base64
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -427,6 +428,20 @@ class TwilioStandIn:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"callbacks still queued after {timeout} s: {list(self._outbox)}")
+                self._changed.wait(left)
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+        """(auto mode) Wait until ``condition()`` holds, checked at each REST request and callback answered.
+
+        The app may act after its answer to a callback (a claim's holder applying what
+        waited for it), so the stand-in being idle does not mean the app is done.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not condition():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"not within {timeout} s: {what}")
                 self._changed.wait(left)
 
     def _deliver_forever(self) -> None:
@@ -818,6 +833,7 @@ class TwilioStandIn:
     def handle_rest(self, method: str, path: str, params: dict[str, list[str]], authorization: str,
                     range_header: str | None) -> tuple[int, dict | bytes | None, dict[str, str]]:
         with self._lock:
+            self._changed.notify_all()  # for wait_until: the model may change now (the lock is let go after)
             self.requests_seen.append(RestRequest(method, path, params, authorization, range_header))
             if authorization != self.expected_auth or not self.account_sid:
                 return _error(401, 20003, "Authenticate")
@@ -1061,6 +1077,12 @@ def _raise_not_found(path: str):
 class _Handler(BaseHTTPRequestHandler):
     standin: TwilioStandIn
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # Headers and body leave in two writes: without this, Nagle's algorithm holds the body
+        # for the client's delayed ACK (40 ms), which Twilio's own API never adds.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
         self._serve("GET")

@@ -51,6 +51,8 @@ export function useCalls({ labelFor, showBanner }) {
     call.value = {
       direction, who, number, status,
       acceptedAt: null, muted: false, reconnecting: false, digits: '', inputLevel: 0, outputLevel: 0, warnings: {},
+      legSid: null, // this browser's leg: Twilio's CallSid of the SDK's call
+      rootSid: null, // the call's own CallSid, which call control names it by (control.js)
     }
   }
 
@@ -75,6 +77,9 @@ export function useCalls({ labelFor, showBanner }) {
     phoneCall.on({
       accepted: current(() => {
         call.value.acceptedAt = Date.now()
+        call.value.legSid = phoneCall.sid
+        // An outgoing call's root is the browser's own leg; an incoming one's is its parent (applyStatus).
+        if (call.value.direction === 'outbound') call.value.rootSid = phoneCall.sid
         // Calls are bridged on answer, so the SDK's accept means the other side picked up;
         // Twilio's status callbacks, when they come, refine it.
         call.value.status = `Connected to ${call.value.who}`
@@ -141,6 +146,7 @@ export function useCalls({ labelFor, showBanner }) {
   }
 
   function applyStatus(payload) {
+    if (payload.call_sid === call.value.legSid && payload.parent_call_sid) call.value.rootSid = payload.parent_call_sid
     const words = STATUS_WORDS[payload.status]
     if (words) call.value.status = words(call.value.who)
   }

@@ -10,6 +10,7 @@ database did not answer in time (a webhook answers 503 and Twilio retries),
 - ``engine.py``: the engine for a URL, SQLite pragmas, bounded cooperative waits, fork safety
 - ``schema.py``: the tables; ``migrations/``: their history (Alembic); ``migrate.py``: running it
 - ``calls.py``: the call log
+- ``control.py``: call control's state, claims and inbox (hold, transfer, three-way)
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from datetime import datetime
 
 from ..callstate import utc_now
 from .calls import CallLog, Recording
+from .control import CallControls
 from .engine import Database
 from .errors import SchemaTooNew, StoreError, StoreUnavailable
 from .migrate import Upgrade, upgrade
 
-__all__ = ["CallLog", "Database", "Recording", "SchemaTooNew", "Store", "StoreError", "StoreUnavailable", "Upgrade"]
+__all__ = [
+    "CallControls", "CallLog", "Database", "Recording", "SchemaTooNew", "Store", "StoreError", "StoreUnavailable",
+    "Upgrade",
+]
 
 
 class Store:
@@ -50,6 +55,7 @@ class Store:
             self.database.close()
             raise
         self.calls = CallLog(self.database, keep_days=keep_days, clock=clock)
+        self.control = CallControls(self.database, clock=clock)
 
     def close(self) -> None:
         self.database.close()

@@ -11,6 +11,11 @@ A change here is a change of the schema: it needs a revision too (see
   its ``<Dial>`` children), with the last applied SequenceNumber and status rank.
 - ``recordings``: voicemail left on a call (Twilio's URL stays here; browsers
   only ever get our own URL).
+- ``call_controls``: the call-control state of a root call put under control
+  (hold, transfer, three-way: ``control.CallControl`` as JSON), with its claim:
+  the token of the one request or callback whose Twilio steps are running;
+  ``control_parties`` finds the call from any of its parties' CallSids, and
+  ``control_inbox`` keeps the callbacks that came while the claim was held.
 - ``schema_version``: the hand-written version of the code before Alembic. It
   stays, at 2, so that code refuses a database this one has upgraded.
 
@@ -77,4 +82,38 @@ recordings = sa.Table(
     sa.Column("duration", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("recordings_by_call", "call_sid"),
+)
+
+call_controls = sa.Table(
+    "call_controls",
+    metadata,
+    sa.Column("root_call_sid", sa.String(64), sa.ForeignKey("calls.call_sid", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("number", sa.String(64), nullable=False),  # the call's team number: its room
+    sa.Column("state", sa.Text, nullable=False),  # control.CallControl.to_dict(), as JSON
+    sa.Column("version", sa.Integer, nullable=False),  # one more at every write
+    sa.Column("claim", sa.String(64)),  # who is running Twilio steps for the call; NULL: nobody
+    sa.Column("claimed_at", sa.DateTime),  # a claim this old is a holder that died
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+control_parties = sa.Table(
+    "control_parties",
+    metadata,
+    sa.Column("call_sid", sa.String(64), primary_key=True),
+    sa.Column("root_call_sid", sa.String(64), sa.ForeignKey("call_controls.root_call_sid", ondelete="CASCADE"),
+              nullable=False),
+    sa.Index("control_parties_by_root", "root_call_sid"),
+)
+
+control_inbox = sa.Table(
+    "control_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("root_call_sid", sa.String(64), sa.ForeignKey("call_controls.root_call_sid", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # conference, status, dial
+    sa.Column("payload", sa.Text, nullable=False),  # the callback's fields, as JSON
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Index("control_inbox_by_root", "root_call_sid", "id"),
 )

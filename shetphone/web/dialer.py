@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import requests
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 
 from .. import current_team, phone_numbers, voicemail
 from ..tokens import voice_token
+from ..twilio_rest import TwilioRestError
 from .auth import api_login_required
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ def page_config() -> dict:
         "allowed_regions": regions,
         "numbers": sorted(team.directory.numbers_of(name)),
         "twilio_missing": list(team.settings.twilio.missing),
+        "csrf_token": generate_csrf(),  # sent as X-CSRFToken by the page's JSON POSTs (call control)
+        # Whom a call can be transferred to or shared with: teammates still in .htpasswd.
+        "teammates": sorted(team.directory.teammates_of(name) & set(team.users.current.names())),
     }
 
 
@@ -85,7 +89,6 @@ def url_for_voicemail(recording_sid: str) -> str:
 # Headers passed between the browser and Twilio's media host, so seeking (Range) works.
 RANGE_REQUEST_HEADERS = ("Range", "If-Range")
 RANGE_RESPONSE_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
-MEDIA_TIMEOUT = (5, 30)  # seconds: connecting, then between bytes
 
 
 @bp.get("/voicemail/<recording_sid>")
@@ -97,28 +100,22 @@ def voicemail_audio(recording_sid: str):
     # Someone else's recording is "not found", not "forbidden": its existence is not theirs to learn.
     if recording is None or not voicemail.may_hear(recording, team.directory.numbers_of(name), name):
         return jsonify(error="no such voicemail"), 404
-    twilio = team.settings.twilio
-    if not (twilio.account_sid and twilio.auth_token):
+    if team.twilio_rest is None:
         return jsonify(error="Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"), 503
-    url = voicemail.media_url(team.settings.twilio_api_base, twilio.account_sid, recording_sid)
     headers = {h: request.headers[h] for h in RANGE_REQUEST_HEADERS if h in request.headers}
     try:
-        upstream = requests.get(url, auth=(twilio.account_sid, twilio.auth_token), headers=headers,
-                                stream=True, timeout=MEDIA_TIMEOUT)
-    except requests.RequestException as exc:
+        upstream = team.twilio_rest.recording_media(recording_sid, headers=headers)
+    except TwilioRestError as exc:
         log.warning("could not fetch recording %s from Twilio: %s", recording_sid, exc)
-        return jsonify(error="Twilio could not be reached for this voicemail; try again shortly"), 502
-    if upstream.status_code not in (200, 206):
-        upstream.close()
-        log.warning("Twilio answered %s for recording %s", upstream.status_code, recording_sid)
-        status = 404 if upstream.status_code == 404 else 502
-        return jsonify(error="the voicemail's audio is not available"), status
+        if exc.unreachable:
+            return jsonify(error="Twilio could not be reached for this voicemail; try again shortly"), 502
+        return jsonify(error="the voicemail's audio is not available"), 404 if exc.status == 404 else 502
 
     def body():
         with upstream:
-            yield from upstream.iter_content(chunk_size=32 * 1024)
+            yield from upstream.iter_content()
 
-    response = Response(stream_with_context(body()), status=upstream.status_code,
+    response = Response(stream_with_context(body()), status=upstream.status,
                         mimetype=voicemail.AUDIO_FORMATS["mp3"])
     for header in RANGE_RESPONSE_HEADERS:
         if header in upstream.headers:

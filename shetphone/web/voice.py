@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, request, url_for
 from .. import current_team, realtime, stream_auth, twiml
 from ..dialing import DialRefused, plan_outbound_call
 from ..store import StoreError
+from . import control as call_control
 from .dialer import url_for_voicemail
 from .signature import twilio_signed
 
@@ -63,7 +64,9 @@ def _from_browser(client: str, dialled: str, call_sid: str) -> Response:
         log.info("refused a call from %s to %r: %s", client, dialled, refused.reason)
         return xml(twiml.refusal(refused.reason))
     _open_call(call_sid, "outbound", call.caller_id, call.caller_id, call.destination, client)
-    return xml(twiml.outbound_dial(call.destination, call.caller_id, callback_url_for("voice.status")))
+    # The action lets the browser's leg follow its child into a conference (call control, SPEC §6).
+    return xml(twiml.outbound_dial(call.destination, call.caller_id, callback_url_for("voice.status"),
+                                   action_url=public_url_for("voice.dial_complete")))
 
 
 def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
@@ -107,6 +110,8 @@ def _open_call(call_sid: str, direction: str, number: str, caller: str, called: 
 @bp.post("/status")
 @twilio_signed
 def status():
+    if call_control.status_callback(request.form, request.args):  # a target control rang: not a call of the log
+        return "", 204
     team = current_team()
     try:
         payload = team.store.calls.record_status(request.form, team.directory.team_numbers())
@@ -128,8 +133,21 @@ def dial_complete():
         team.store.calls.record_dial_outcome(call_sid, outcome)
     except StoreError as exc:
         log.warning("could not record the outcome of call %s: %s", call_sid, exc)
-    voicemail = _voicemail() if outcome in VOICEMAIL_STATUSES else None
+    moved = call_control.dial_answer(request.form)  # the conference, for a call control is moving into one
+    if moved is not None:
+        return xml(moved)
+    # A browser's outgoing call is over with its <Dial>: nobody there to leave a message for.
+    outgoing = request.form.get("From", "").startswith("client:")
+    voicemail = _voicemail() if outcome in VOICEMAIL_STATUSES and not outgoing else None
     return xml(voicemail or twiml.hangup())
+
+
+@bp.post("/conference")
+@twilio_signed
+def conference():
+    """Conference status callbacks (SPEC §6): who joined, left, is held; control reacts."""
+    call_control.conference_callback(request.form)
+    return "", 204
 
 
 def _voicemail() -> str | None:

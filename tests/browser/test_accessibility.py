@@ -1,6 +1,6 @@
 """axe-core (frontend/node_modules, a dev dependency) finds nothing against WCAG 2.1 A and AA,
-nor its best practices, on the login page and on the dialer (idle, ringing, in a call), in
-both themes. Its "label in name" rule (experimental in axe) is switched on: the keypad's
+nor its best practices, on the login page and on the dialer (idle, ringing, in a call, with
+the call's controls), in both themes. Its "label in name" rule (experimental in axe) is switched on: the keypad's
 names once differed from their visible text.
 """
 
@@ -82,3 +82,14 @@ def test_the_dialer_idle_ringing_and_in_a_call(open_dialer, theme):
     expect(page.get_by_test_id("call-warnings")).to_be_visible()
     assert_accessible(page, f"dialer in a call, {theme}")
     screenshot(page, f"a11y-{theme}-call")
+
+    # An outgoing call, answered: the page names it by its own leg, and shows its controls and
+    # participants; the transfer picker is opened too.
+    page.get_by_role("button", name="Hang up").click()
+    page.get_by_role("button", name="Call Mum, +44 1595 123456").click()
+    page.evaluate("() => window.__fakeDevice.lastCall.answered('CA' + 'a1'.repeat(16))")
+    page.get_by_role("button", name="Transfer", exact=True).click()
+    expect(page.get_by_label("Who")).to_be_focused()
+    page.get_by_label("Talk to them first (warm)").check()
+    assert_accessible(page, f"dialer in a call with its controls, {theme}")
+    screenshot(page, f"a11y-{theme}-call-controls")

@@ -1,0 +1,194 @@
+"""Call control in the page: hold, warm transfer completed and cancelled, a three-way call.
+
+The real server, its twilio_api_base pointing at the Twilio stand-in in auto mode: the
+stand-in answers the server's REST requests and posts Twilio's callbacks (signed) to
+the server as they come. Only the browser's Device is the fake one.
+"""
+
+from __future__ import annotations
+
+import pytest
+from call_control_helpers import CALLER, TEAM, conference_of, rung
+from playwright.sync_api import expect
+from twilio_standin import HttpCallbacks, TwilioStandIn
+
+from browser.browser_helpers import PHONE, make_team_files, screenshot, start_phone, start_server
+from browser.test_accessibility import AXE, AXE_OPTIONS
+
+pytestmark = pytest.mark.browser
+
+HOLD_MUSIC = "https://phone.example.test/static/hold.mp3"
+MUM = "+441595123456"
+
+
+@pytest.fixture(scope="module")
+def twilio():
+    standin = TwilioStandIn(mode="auto")
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, twilio):
+    """The browser tests' server (see conftest), with Twilio's REST API at the stand-in."""
+    files = make_team_files(tmp_path_factory.mktemp("team"),
+                            extra=f"twilio_api_base = {twilio.url}\nhold_music_url = {HOLD_MUSIC}")
+    twilio.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
+    live = start_server(files)
+    twilio.connect(HttpCallbacks(), live.url)
+    yield live
+    live.stop()
+
+
+def answer_a_caller(page, twilio):
+    """A caller rings the team number; alice's page rings with that leg and she accepts it."""
+    start_phone(page)
+    root = twilio.incoming_call(CALLER, TEAM)
+    twilio.wait_idle()
+    leg = next(c for c in twilio.children_of(root.sid) if c.to == "client:alice")
+    page.evaluate("([from, sid]) => window.__fakeDevice.incoming({From: from, CallSid: sid})", [CALLER, leg.sid])
+    page.get_by_role("button", name="Accept").click()
+    twilio.answer(leg.sid)
+    twilio.wait_idle()
+    expect(page.get_by_role("button", name="Hold", exact=True)).to_be_visible()  # the call's root is known
+    return root, leg
+
+
+def in_conference(twilio, root_sid: str) -> set[str]:
+    conference = conference_of(twilio, root_sid)
+    return {p.label for p in conference.participants.values()} if conference else set()
+
+
+def held(twilio, call_sid: str) -> bool:
+    party = twilio.participant(call_sid)
+    return bool(party and party.hold)
+
+
+def rung_when_rung(twilio, to: str):
+    """The call Twilio places to ``to`` once the server rings it (it may, after answering the page)."""
+    twilio.wait_until(lambda: any(c.participant is not None for c in twilio.calls_to(to)), f"{to} rung")
+    return rung(twilio, to)
+
+
+def participant(page, name: str):
+    return page.get_by_test_id("participants").get_by_role("listitem").filter(has_text=name)
+
+
+def ring(page, action: str, who: str, mode: str | None = None) -> None:
+    """Open the destination picker by keyboard, choose, and ring."""
+    page.get_by_role("button", name=action, exact=True).focus()
+    page.keyboard.press("Enter")
+    target = page.get_by_label("Who")
+    expect(target).to_be_focused()
+    target.select_option(label=who)
+    if mode:
+        page.get_by_label(mode).check()
+    page.get_by_role("button", name="Ring", exact=True).click()
+
+
+def bob_rung_for_a_warm_transfer(page, twilio):
+    """alice answers a caller and starts a warm transfer to bob, whose browsers ring: (root, her leg, his call)."""
+    root, leg = answer_a_caller(page, twilio)
+    ring(page, "Transfer", "bob", mode="Talk to them first (warm)")
+    expect(participant(page, "bob")).to_contain_text("ringing")
+    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
+    return root, leg, rung_when_rung(twilio, "client:bob")
+
+
+def test_hold_and_resume(open_dialer, twilio):
+    page = open_dialer(viewport=PHONE)
+    root, _ = answer_a_caller(page, twilio)
+    hold = page.get_by_role("button", name="Hold", exact=True)
+    expect(hold).to_have_attribute("aria-pressed", "false")
+    hold.click()
+    resume = page.get_by_role("button", name="Resume", exact=True)
+    expect(resume).to_have_attribute("aria-pressed", "true")
+    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
+    expect(participant(page, "You")).not_to_contain_text("on hold")
+    twilio.wait_until(lambda: held(twilio, root.sid), "the caller on hold")
+    assert twilio.call(root.sid).heard[-1] == f"hold:{HOLD_MUSIC}"
+    # 360 pixels wide: the controls fit without scrolling sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "call-on-hold")
+
+    resume.press("Enter")  # by keyboard too
+    expect(page.get_by_role("button", name="Hold", exact=True)).to_have_attribute("aria-pressed", "false")
+    expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
+    twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
+
+
+def test_a_warm_transfer_completed(open_dialer, twilio):
+    page = open_dialer()
+    root, leg, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    twilio.answer(bob.sid)
+    expect(participant(page, "bob")).not_to_contain_text("ringing")
+    complete = page.get_by_role("button", name="Complete transfer", exact=True)
+    expect(complete).to_be_focused()  # where the keyboard lands once bob is rung
+    screenshot(page, "call-warm-transfer")
+    complete.click()
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "bob"} and not held(twilio, root.sid),
+                      "the caller with bob, off hold")
+    assert not twilio.call(leg.sid).active  # alice's leg left the conference and ended
+    page.evaluate("() => window.__fakeDevice.lastCall.hungUpRemotely()")  # what the SDK then says
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+
+
+def test_a_warm_transfer_cancelled(open_dialer, twilio):
+    page = open_dialer()
+    root, _, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    twilio.answer(bob.sid)
+    expect(participant(page, "bob")).not_to_contain_text("ringing")
+    page.get_by_role("button", name="Cancel transfer", exact=True).click()
+    expect(participant(page, "bob")).to_have_count(0)
+    expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
+    expect(page.get_by_role("button", name="Transfer", exact=True)).to_be_enabled()
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "alice"} and not held(twilio, root.sid),
+                      "the caller with alice, off hold")
+    assert not twilio.call(bob.sid).active
+
+
+def test_a_three_way_call_and_a_refused_destination_said_once(open_dialer, twilio):
+    page = open_dialer()
+    root, _ = answer_a_caller(page, twilio)
+    # A typed number the dialing policy refuses: the server's words, in the panel.
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_label("Who").select_option(label="A number…")
+    page.get_by_label("Number", exact=True).fill("+33 1 42 68 53 00")
+    page.get_by_role("button", name="Ring", exact=True).click()
+    expect(page.locator(".control-problem")).to_have_text("Sorry, calls to that country are not allowed.")
+    expect(page.locator(".control-problem")).to_have_attribute("role", "alert")
+    page.get_by_label("Who").select_option(label="Mum")
+    page.get_by_role("button", name="Ring", exact=True).click()
+    expect(page.locator(".control-problem")).to_have_count(0)
+    expect(participant(page, "Mum")).to_contain_text("ringing")
+    twilio.answer(rung_when_rung(twilio, MUM).sid)
+    expect(participant(page, "Mum")).not_to_contain_text("ringing")
+    expect(page.get_by_test_id("participants").get_by_role("listitem")).to_have_count(3)
+    expect(page.get_by_test_id("participants")).not_to_contain_text("on hold")
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "alice", MUM}, "three on the call")
+    assert not any(p.hold for p in conference_of(twilio, root.sid).participants.values())
+    screenshot(page, "call-three-way")
+
+
+def test_an_unanswered_warm_transfer_is_said_and_the_caller_is_back(open_dialer, twilio):
+    page = open_dialer()
+    root, _, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    twilio.no_answer(bob.sid)
+    expect(page.get_by_test_id("call-notice")).to_have_text("bob did not answer; the caller is back with you.")
+    expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
+    twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_panel_with_someone_held_and_someone_ringing_is_accessible(open_dialer, twilio, theme):
+    """axe on the call's controls (the rest of the page is test_accessibility's), in both themes."""
+    page = open_dialer(init_script=AXE.read_text(encoding="utf-8"))
+    page.emulate_media(color_scheme=theme)
+    bob_rung_for_a_warm_transfer(page, twilio)
+    result = page.evaluate("(options) => axe.run({include: ['.call-controls']}, options)", AXE_OPTIONS)
+    assert result["passes"]
+    problems = [f"{rule['id']}: {' '.join(node['target'])}" for rule in result["violations"] for node in rule["nodes"]]
+    problems += [f"contrast not judged: {' '.join(node['target'])}" for rule in result["incomplete"]
+                 if rule["id"] == "color-contrast" for node in rule["nodes"]]
+    assert problems == []
+    screenshot(page, f"a11y-{theme}-call-transfer")
