@@ -53,8 +53,8 @@ def create_app(
     from .extensions import csrf, login_manager
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
-    from .web.webhooks import WebhookDispatcher, create_webhook_app, share_url_rules
     from .web import control as call_control
+    from .web.webhooks import WebhookDispatcher, create_webhook_app, share_url_rules
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
