@@ -120,6 +120,8 @@ class Settings:
     secret_key: str
     instance_path: Path
     discord_bot_token: str | None = None
+    # DISCORD_BOT_TOKENS, then DISCORD_BOT_TOKEN if it is not among them: the bridge's bots, in order.
+    discord_bot_tokens: tuple[str, ...] = ()
     twilio_media_base: str = "https://api.twilio.com"
     proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-* headers are trusted
 
@@ -321,6 +323,23 @@ def _parse_listen(ini: _Ini, value: str) -> tuple[str, int]:
     return host.strip("[]"), port_number
 
 
+def _discord_bot_tokens(path: Path, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """DISCORD_BOT_TOKENS (comma-separated), with a single DISCORD_BOT_TOKEN as a pool of one."""
+    tokens: list[str] = []
+    text = environ.get("DISCORD_BOT_TOKENS") or ""
+    if text.strip():
+        for n, token in enumerate((t.strip() for t in text.split(",")), 1):
+            if not token:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} is empty (tokens are separated by commas)")
+            if token in tokens:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} repeats entry {tokens.index(token) + 1}")
+            tokens.append(token)
+    single = (environ.get("DISCORD_BOT_TOKEN") or "").strip()
+    if single and single not in tokens:
+        tokens.append(single)
+    return tuple(tokens)
+
+
 def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
     """``SHETPHONE_SECRET_KEY``, else one generated once into ``instance/secret_key``."""
     if environ.get("SHETPHONE_SECRET_KEY"):
@@ -490,6 +509,7 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         secret_key=_load_secret_key(instance_path, env),
         instance_path=instance_path,
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
+        discord_bot_tokens=_discord_bot_tokens(path, env),
         twilio_media_base=media_base,
         proxy_hops=proxy_hops,
     )
