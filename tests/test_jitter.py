@@ -128,15 +128,32 @@ def test_a_standing_frame_the_arrivals_need_is_never_trimmed():
     assert (buffer.trimmed, buffer.underruns) == (0, 0)
 
 
-def test_trim_after_must_be_positive():
+def test_a_backlog_is_trimmed_sooner_than_the_guard_frame():
+    buffer = JitterBuffer(prefill_frames=1, frame_bytes=SIZE, trim_after=6, trim_backlog_after=2)
+    for n in range(3):  # a burst: three frames, then one per pop
+        buffer.push(frame(n))
+    depths = []
+    for n in range(3, 12):
+        buffer.pop()
+        depths.append(len(buffer))
+        buffer.push(frame(n))
+    # two left standing: trimmed after two pops; then one: after six more
+    assert depths == [2, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert buffer.trimmed == 2
+
+
+@pytest.mark.parametrize("keyword", ["trim_after", "trim_backlog_after"])
+def test_trim_counts_must_be_positive(keyword):
     with pytest.raises(ValueError):
-        JitterBuffer(trim_after=0)
+        JitterBuffer(**{keyword: 0})
 
 
 @untimed
-@given(st.lists(st.booleans(), max_size=300), st.integers(0, 3), st.integers(1, 5))
-def test_trimming_loses_no_frame_uncounted_and_keeps_order(operations, prefill, trim_after):
-    buffer = JitterBuffer(prefill_frames=prefill, max_frames=8, frame_bytes=SIZE, trim_after=trim_after)
+@given(st.lists(st.booleans(), max_size=300), st.integers(0, 3), st.integers(1, 5), st.integers(1, 5))
+def test_trimming_loses_no_frame_uncounted_and_keeps_order(operations, prefill, trim_after, backlog_after):
+    buffer = JitterBuffer(
+        prefill_frames=prefill, max_frames=8, frame_bytes=SIZE, trim_after=trim_after, trim_backlog_after=backlog_after
+    )
     pushed, played = 0, []
     for arrival in operations:
         if arrival:
@@ -147,3 +164,16 @@ def test_trimming_loses_no_frame_uncounted_and_keeps_order(operations, prefill, 
             if out != bytes(SIZE):
                 played.append(out)
     assert len(played) + buffer.dropped + buffer.trimmed + len(buffer) == pushed
+
+
+def test_the_first_frame_plays_after_the_start_prefill_and_later_ones_after_the_full_one():
+    buffer = JitterBuffer(prefill_frames=2, start_prefill_frames=1, frame_bytes=SIZE)
+    buffer.push(frame(0))
+    assert buffer.pop() == frame(0)  # no jitter seen yet: no wait
+    assert buffer.pop() == bytes(SIZE)  # ran dry: from now on the guard is two frames
+    buffer.push(frame(1))
+    assert buffer.pop() == bytes(SIZE)
+    buffer.push(frame(2))
+    assert [buffer.pop(), buffer.pop()] == [frame(1), frame(2)]
+    with pytest.raises(ValueError):
+        JitterBuffer(max_frames=4, start_prefill_frames=5)
