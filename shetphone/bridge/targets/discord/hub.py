@@ -1,19 +1,16 @@
-"""The ``discord:CHANNEL_ID`` target: the caller is played into a Discord voice channel.
+"""The voice channels the bots are in on behalf of calls, and the text channel they report to.
 
-One bot (``DISCORD_BOT_TOKEN``) serves every call. Calls into the same voice
-channel share one voice connection and are mixed; the bot joins a channel when
-its first call starts, keeps the connection up (reconnecting when it drops) and
-leaves when its last call ends. A message in the bridge's ``text_channel`` says
-when each call starts and ends.
-
-Receiving Discord voice (the way back to the caller) is not built: see
-docs/bridge.md, "Discord". ``DiscordTarget.returned`` therefore stays silent.
+Calls into one voice channel share its :class:`ChannelLink`: one bot, one
+voice connection, one :class:`ChannelSource` the bot plays and one
+:class:`VoiceReceiver` for what it hears. A link's keeper task picks the bot
+(:meth:`BotPool.choose`), joins, keeps the connection up (reconnecting when it
+drops) and leaves when the link's last call ends.
 
 The discord.py boundary is small on purpose, so tests can stand a fake in:
-``client.wait_until_ready()``, ``client.get_channel(id)``,
-``client.fetch_channel(id)``, ``channel.connect(...)``, ``channel.send(...)``,
-and on a voice client ``play``, ``is_playing``, ``is_connected``, ``stop`` and
-``disconnect``.
+``client.is_ready()``, ``client.get_channel(id)``, ``client.fetch_channel(id)``,
+``client.user.id``, a channel's ``guild`` (``id``, ``voice_client``),
+``channel.connect(cls=..., ...)`` and ``channel.send(...)``, and on a voice
+client ``play``, ``is_playing``, ``is_connected``, ``stop`` and ``disconnect``.
 """
 
 from __future__ import annotations
@@ -21,150 +18,80 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from ..audio import FRAME_BYTES, mix
-from ..jitter import JitterBuffer
-from . import Target
+from .bots import BACKOFF_FIRST, BACKOFF_MAX, Bot, BotPool, Choice
+from .receive import VoiceReceiver
+from .send import ChannelSource
+from .voice import ReceivingVoiceClient, voice_internals_problems
+
+if TYPE_CHECKING:
+    from .target import DiscordTarget
 
 log = logging.getLogger(__name__)
 
-# Between the session's clock and discord.py's player thread: the player reads
-# at its own 20 ms pace, so one frame of prefill and a short bound are enough.
-FEED_PREFILL_FRAMES = 1
-FEED_MAX_FRAMES = 5
-# A frame that has waited through a whole read is latency nobody wants: when a
-# call's feed has held a spare frame for this many reads in a row (the player
-# started late, or stalled), the oldest is dropped so the feed is shallow again.
-BACKLOG_READS = 10
 KEEPER_INTERVAL = 1.0  # seconds between checks that a channel's connection is up
 RECONNECT_GRACE = 10.0  # seconds discord.py may spend reconnecting on its own before we start over
 CONNECT_TIMEOUT = 30.0
-BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
 
 
-class ChannelSource(discord.AudioSource):
-    """The audio of one voice channel: the mix of its calls, 20 ms per read().
-
-    read() runs in discord.py's player thread; push() runs on the event loop.
-    It always returns exactly 3,840 bytes (silence when no call has a frame
-    ready) and never b"", which would make discord.py stop the player.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._feeds: dict[str, JitterBuffer] = {}
-        self._backlogged: dict[str, int] = {}
-        self.reads = 0
-        self.trimmed = 0
-        self.last_read: float | None = None  # time.monotonic() of the latest read()
-
-    def add_call(self, call_key: str) -> None:
-        with self._lock:
-            self._feeds.setdefault(
-                call_key,
-                JitterBuffer(prefill_frames=FEED_PREFILL_FRAMES, max_frames=FEED_MAX_FRAMES, frame_bytes=FRAME_BYTES),
-            )
-
-    def remove_call(self, call_key: str) -> None:
-        with self._lock:
-            self._feeds.pop(call_key, None)
-            self._backlogged.pop(call_key, None)
-
-    def push(self, call_key: str, frame: bytes) -> None:
-        with self._lock:
-            feed = self._feeds.get(call_key)
-            if feed is not None:
-                feed.push(frame)
-
-    def read(self) -> bytes:
-        with self._lock:
-            self.last_read = time.monotonic()
-            frames = [self._next_frame(key, feed) for key, feed in self._feeds.items()]
-            self.reads += 1
-        return mix(frames)
-
-    def _next_frame(self, call_key: str, feed: JitterBuffer) -> bytes:
-        backlogged = self._backlogged.get(call_key, 0) + 1 if len(feed) >= 2 else 0
-        if backlogged >= BACKLOG_READS:
-            feed.pop()  # the oldest, dropped
-            self.trimmed += 1
-            backlogged = 0
-        self._backlogged[call_key] = backlogged
-        return feed.pop()
-
-    def next_read_at(self) -> float | None:
-        """When the player will read next, judging by its last read (None if it is not reading)."""
-        last = self.last_read
-        if last is None or time.monotonic() - last > 0.1:
-            return None
-        return last + 0.02
-
-    def is_opus(self) -> bool:
-        return False
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._feeds)
-
-
-def _clean(text: str) -> str:
-    """Caller text goes into a Discord message: no markdown tricks, no mentions."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-
-
-def call_started_text(caller: str, channel_id: int) -> str:
-    return f"📞 Call from {_clean(caller)} started in <#{channel_id}>."
-
-
-def call_ended_text(caller: str, channel_id: int, seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"📴 Call from {_clean(caller)} in <#{channel_id}> ended after {minutes}:{secs:02d}."
-
-
-@dataclass
+@dataclass(eq=False)
 class ChannelLink:
-    """The bot's presence in one voice channel, for as long as calls use it."""
+    """A bot's presence in one voice channel, for as long as calls use it."""
 
     channel_id: int
     source: ChannelSource = field(default_factory=ChannelSource)
-    calls: set[str] = field(default_factory=set)
+    calls: dict[str, DiscordTarget] = field(default_factory=dict)
+    receiver: VoiceReceiver | None = None
+    bot: Bot | None = None
+    channel: Any = None  # the voice channel as the bot sees it
     voice: Any = None  # discord.VoiceClient once connected
     keeper: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     connects: int = 0
+    # What each call hears, for the receiver's thread: replaced whole, never changed in place.
+    listeners: tuple[Any, ...] = ()
+
+    def deliver(self, ssrc: int, frame: bytes) -> None:
+        """A member's 20 ms frame (socket reader thread): every call of the channel hears it."""
+        for voices in self.listeners:
+            voices.push(("speaker", ssrc), frame)
+
+    def forget(self, ssrc: int) -> None:
+        for voices in self.listeners:
+            voices.forget(("speaker", ssrc))
+
+    @property
+    def guild_id(self) -> int | None:
+        return self.channel.guild.id if self.channel is not None else None
 
 
 class DiscordHub:
-    """The one bot, and the voice channels it is in on behalf of calls."""
+    """The pool of bots, and the voice channels they are in on behalf of calls."""
 
     def __init__(
         self,
-        client: Any,
+        clients: Sequence[Any],
         text_channel_id: int | None = None,
         *,
         keeper_interval: float = KEEPER_INTERVAL,
         reconnect_grace: float = RECONNECT_GRACE,
-        client_factory: Callable[[], Any] | None = None,
+        new_client: Callable[[], Any] | None = None,
     ) -> None:
-        self.client = client
-        self._client_factory = client_factory
+        self.pool = BotPool(clients, new_client)
         self.text_channel_id = text_channel_id
         self.channels: dict[int, ChannelLink] = {}
         self._keeper_interval = keeper_interval
         self._reconnect_grace = reconnect_grace
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._runner: asyncio.Task[None] | None = None
 
     @classmethod
-    def with_bot(cls, text_channel_id: int | None) -> DiscordHub:
+    def with_bots(cls, count: int, text_channel_id: int | None) -> DiscordHub:
         # Voice needs the guilds and voice_states intents, nothing privileged.
         def new_client() -> discord.Client:
             intents = discord.Intents.none()
@@ -172,37 +99,18 @@ class DiscordHub:
             intents.voice_states = True
             return discord.Client(intents=intents)
 
-        return cls(new_client(), text_channel_id, client_factory=new_client)
+        return cls([new_client() for _ in range(count)], text_channel_id, new_client=new_client)
 
-    # ----------------------------------------------------------------- the bot
+    # ----------------------------------------------------------------- the bots
 
-    def start(self, token: str) -> None:
-        """Log the bot in, in the background; the bridge serves phones meanwhile."""
-        self._runner = asyncio.create_task(self._run_bot(token), name="discord bot")
-
-    async def _run_bot(self, token: str) -> None:
-        backoff = BACKOFF_FIRST
-        while True:
-            try:
-                await self.client.start(token)
-                return
-            except discord.LoginFailure as exc:
-                log.error("Discord refused DISCORD_BOT_TOKEN (%s); Discord calls will not be heard", exc)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("Discord bot disconnected (%s); retrying in %.1f s", exc, backoff)
-                if self._client_factory is not None:
-                    # A discord.Client cannot start again once closed, and a failed
-                    # start leaves its HTTP session open: close it, make a new one.
-                    await self.client.close()
-                    self.client = self._client_factory()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+    def start(self, tokens: Sequence[str]) -> None:
+        """Log the bots in, in the background; the bridge serves phones meanwhile."""
+        for problem in voice_internals_problems():
+            log.warning("Discord voice receive may not work: %s", problem)
+        self.pool.start(tokens)
 
     async def close(self) -> None:
-        """Leave every channel and log the bot out."""
+        """Leave every channel and log the bots out."""
         for link in list(self.channels.values()):
             link.calls.clear()
             if link.keeper is not None:
@@ -215,34 +123,33 @@ class DiscordHub:
             _, late = await asyncio.wait(self._tasks, timeout=2)
             for task in late:
                 task.cancel()
-        if self._runner is not None:
-            try:
-                await asyncio.wait_for(self.client.close(), timeout=5)
-            except Exception as exc:
-                log.warning("closing the Discord client failed: %s", exc)
-            self._runner.cancel()
+        await self.pool.close()
 
     # ----------------------------------------------------------------- calls
 
-    def attach(self, channel_id: int, call_key: str) -> ChannelSource:
-        """A call starts in ``channel_id``: join the channel if the bot is not there yet."""
+    def attach(self, channel_id: int, call: DiscordTarget) -> ChannelLink:
+        """A call starts in ``channel_id``: it goes with the channel's bot, or a bot is found."""
         link = self.channels.get(channel_id)
         if link is None:
             link = self.channels[channel_id] = ChannelLink(channel_id)
-        link.calls.add(call_key)
-        link.source.add_call(call_key)
+            link.receiver = VoiceReceiver(link.deliver, link.forget, ignore_user=self.pool.is_ours)
+        link.calls[call.call_key] = call
+        link.source.add_call(call.call_key, call.take, call.voices)
+        link.listeners = tuple(c.voices for c in link.calls.values())
+        if link.bot is not None:
+            call.put_through()
         if link.keeper is None or link.keeper.done():
             link.keeper = asyncio.create_task(self._keep(link), name=f"voice {channel_id}")
         link.wake.set()
-        return link.source
+        return link
 
     def detach(self, channel_id: int, call_key: str) -> None:
         """A call in ``channel_id`` ended; the bot leaves with the channel's last call."""
         link = self.channels.get(channel_id)
-        if link is None:
+        if link is None or link.calls.pop(call_key, None) is None:
             return
-        link.calls.discard(call_key)
         link.source.remove_call(call_key)
+        link.listeners = tuple(c.voices for c in link.calls.values())
         link.wake.set()
 
     async def _keep(self, link: ChannelLink) -> None:
@@ -255,9 +162,11 @@ class DiscordHub:
                 if not link.calls:
                     if self.channels.get(link.channel_id) is link:
                         del self.channels[link.channel_id]
+                    self._release(link)
                     return
         finally:
             await self._disconnect(link)
+            self._release(link)
 
     async def _keep_while_in_use(self, link: ChannelLink) -> None:
         backoff = BACKOFF_FIRST
@@ -267,8 +176,18 @@ class DiscordHub:
             # cuts the next wait short.
             link.wake.clear()
             try:
+                if link.bot is None:
+                    choice = await asyncio.wait_for(
+                        self.pool.choose(link.channel_id, link), timeout=CONNECT_TIMEOUT
+                    )
+                    if choice.busy:
+                        self._busy(link)
+                        return
+                    if choice.bot is None:
+                        raise ConnectionError(choice.problem)
+                    self._put_through(link, choice)
                 if link.voice is None:
-                    link.voice = await asyncio.wait_for(self._connect(link.channel_id), timeout=CONNECT_TIMEOUT)
+                    link.voice = await asyncio.wait_for(self._connect(link), timeout=CONNECT_TIMEOUT)
                     link.connects += 1
                     backoff = BACKOFF_FIRST
                     down_since = None
@@ -296,6 +215,29 @@ class DiscordHub:
                 continue
             await self._sleep(link, self._keeper_interval)
 
+    def _put_through(self, link: ChannelLink, choice: Choice) -> None:
+        assert choice.bot is not None
+        link.bot, link.channel = choice.bot, choice.channel  # the pool has reserved the bot for link
+        log.info("voice channel %s: %s takes its calls", link.channel_id, choice.bot.name)
+        for call in list(link.calls.values()):
+            call.put_through()
+
+    def _busy(self, link: ChannelLink) -> None:
+        """Every bot that could join is in another channel of this guild: the link's calls are told so."""
+        log.warning("voice channel %s: every bot is busy in its server; %d call(s) refused", link.channel_id,
+                    len(link.calls))
+        calls = list(link.calls.values())
+        for call in calls:
+            self.detach(link.channel_id, call.call_key)
+        for call in calls:
+            call.busy()
+
+    @staticmethod
+    def _release(link: ChannelLink) -> None:
+        bot, guild_id = link.bot, link.guild_id
+        if bot is not None and guild_id is not None and bot.links.get(guild_id) is link:
+            del bot.links[guild_id]
+
     @staticmethod
     async def _sleep(link: ChannelLink, seconds: float) -> None:
         """Wait for the next check, or less when a call comes or goes."""
@@ -311,21 +253,16 @@ class DiscordHub:
 
         return after
 
-    async def _ready_client(self) -> Any:
-        """The logged-in client; discord.py raises an unhelpful RuntimeError before login."""
-        is_ready = getattr(self.client, "is_ready", None)
-        if is_ready is not None and not is_ready():
-            raise ConnectionError("the bot is not logged in to Discord (yet)")
-        await self.client.wait_until_ready()
-        return self.client
+    async def _connect(self, link: ChannelLink) -> Any:
+        receiver = link.receiver
+        assert receiver is not None and link.bot is not None
 
-    async def _connect(self, channel_id: int) -> Any:
-        await self._ready_client()
-        channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
-        if not hasattr(channel, "connect"):
-            raise ValueError(f"channel {channel_id} is not a voice channel")
-        log.info("joining voice channel %s", channel_id)
-        return await channel.connect(timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
+        def voice_client(client: discord.Client, channel: Any) -> ReceivingVoiceClient:
+            return ReceivingVoiceClient(client, channel, receiver)
+
+        log.info("%s: joining voice channel %s", link.bot.name, link.channel_id)
+        # Not deafened: Discord sends a deafened member nobody's voice.
+        return await link.channel.connect(cls=voice_client, timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=False)
 
     @staticmethod
     async def _disconnect(link: ChannelLink) -> None:
@@ -350,42 +287,17 @@ class DiscordHub:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, text: str) -> None:
-        try:
-            await asyncio.wait_for(self._ready_client(), timeout=CONNECT_TIMEOUT)
-            channel = self.client.get_channel(self.text_channel_id) or await self.client.fetch_channel(
-                self.text_channel_id
-            )
-            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:
-            log.warning("could not post to Discord text channel %s: %s", self.text_channel_id, exc)
-
-
-class DiscordTarget(Target):
-    """One call played into one voice channel."""
-
-    def __init__(self, hub: DiscordHub, channel_id: int, call_key: str, caller: str) -> None:
-        self.hub = hub
-        self.channel_id = channel_id
-        self.call_key = call_key
-        self.caller = caller
-        self._source: ChannelSource | None = None
-        self._started = 0.0
-
-    async def open(self) -> None:
-        self._started = time.monotonic()
-        self._source = self.hub.attach(self.channel_id, self.call_key)
-        self.hub.notify(call_started_text(self.caller, self.channel_id))
-
-    def play(self, frame: bytes) -> None:
-        if self._source is not None:
-            self._source.push(self.call_key, frame)
-
-    def next_read_at(self) -> float | None:
-        return self._source.next_read_at() if self._source is not None else None
-
-    async def close(self) -> None:
-        if self._source is None:
+        assert self.text_channel_id is not None
+        bots = self.pool.logged_in()
+        if not bots:
+            log.warning("could not post to Discord text channel %s: no bot is logged in", self.text_channel_id)
             return
-        self._source = None
-        self.hub.detach(self.channel_id, self.call_key)
-        self.hub.notify(call_ended_text(self.caller, self.channel_id, time.monotonic() - self._started))
+        failure: Exception | None = None
+        for bot in bots:  # the first bot that can see the channel posts
+            try:
+                channel = await asyncio.wait_for(bot.find_channel(self.text_channel_id), timeout=CONNECT_TIMEOUT)
+                await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+                return
+            except Exception as exc:
+                failure = exc
+        log.warning("could not post to Discord text channel %s: %s", self.text_channel_id, failure)
