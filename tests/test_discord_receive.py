@@ -8,19 +8,26 @@ MLS group with the bot's (see discord_helpers.DaveGroup).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import random
+import threading
+import time
 from types import SimpleNamespace
 
 import davey
 import discord
 import numpy as np
 import pytest
+from bridge_helpers import ThreadedBridge, open_stream, stream_sid, wait_for
 from discord_helpers import (
     BOT,
     OTHER_SPEAKER,
     SPEAKER,
     DaveGroup,
+    FakeClient,
     discord_packet,
     opus_tone,
     peak_hz,
@@ -29,7 +36,9 @@ from discord_helpers import (
     tone_pcm,
 )
 
-from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME
+from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME, ulaw_decode
+from shetphone.bridge.server import make_targets
+from shetphone.bridge.targets.discord import DiscordHub
 from shetphone.bridge.targets.discord.receive import (
     MAX_CONCEALED,
     OPUS_SILENCE,
@@ -424,3 +433,48 @@ def test_after_a_pause_the_next_talk_spurt_starts_at_once_again():
         assert voices.mix() is SILENCE_FRAME
     voices.push("member", level(300))
     assert voices.mix() == level(300)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.timeout(30)
+def test_a_dave_speaker_in_the_channel_is_heard_by_the_caller_through_the_bridge():
+    """Packets as Discord sends them in, Twilio media messages with the call's streamSid out."""
+    channel, guild = 123456789012345678, 42
+    hub = DiscordHub([FakeClient(BOT, {channel: guild})], None, keeper_interval=0.01)
+    speaker, bot = DaveGroup().pair(SPEAKER, BOT)
+    packets = [discord_packet(SSRC, n, speaker.encrypt_opus(f), KEY, n + 1) for n, f in enumerate(opus_tone(660, 50))]
+
+    def feed(receiver: VoiceReceiver) -> None:  # discord.py's socket reader, one packet every 20 ms
+        for packet in packets:
+            receiver.on_datagram(packet)
+            time.sleep(0.02)
+
+    async def call(bridge: ThreadedBridge) -> list[dict]:
+        stream = await open_stream(bridge.port, 7)
+        await stream.start(f"discord:{channel}")
+        await wait_for(lambda: bridge.call(lambda: channel in hub.channels and hub.channels[channel].voice is not None))
+        receiver = bridge.call(lambda: hub.channels[channel].receiver)
+        receiver.bind(connection(dave_session=bot, dave_protocol_version=1))
+        receiver.on_voice_ws({"op": 5, "d": {"ssrc": SSRC, "user_id": str(SPEAKER), "speaking": 1}})
+        feeder = threading.Thread(target=feed, args=(receiver,))
+        feeder.start()
+        messages = []
+        while feeder.is_alive() or len(messages) < 50:
+            messages.append(json.loads(await asyncio.wait_for(stream.ws.recv(), 10)))
+        feeder.join()
+        await stream.stop()
+        async for _ in stream.ws:
+            pass
+        return messages
+
+    with ThreadedBridge(make_target=make_targets(hub)) as bridge:
+        messages = asyncio.run(call(bridge))
+    media = [m for m in messages if m["event"] == "media"]
+    assert {m["streamSid"] for m in media} == {stream_sid(7)}
+    heard = np.concatenate([ulaw_decode(base64.b64decode(m["media"]["payload"])) for m in media]).astype(float)
+    loud = heard[np.abs(heard) > 0]
+    assert len(loud) > 8000 * 0.5  # most of the second the member spoke
+    spectrum = np.abs(np.fft.rfft(heard * np.hanning(len(heard))))
+    assert abs(float(np.fft.rfftfreq(len(heard), 1 / 8000)[int(np.argmax(spectrum))]) - 660) < 10
