@@ -175,8 +175,12 @@ def speaker_datagrams(bursts: int, speaker: Any) -> list[tuple[bool, bytes]]:
     for index, mono in enumerate(burst_frames(bursts, 48000)):
         opus = encoder.encode(np.repeat(mono, 2).tobytes(), 960)
         sealed = speaker.encrypt_opus(opus)
-        datagrams.append((index % PERIOD == 0, discord_packet(SPEAKER_SSRC, index, sealed, KEY, index + 1,
-                                                              extension=b"\x10\x80\x00\x00")))
+        datagrams.append(
+            (
+                index % PERIOD == 0,
+                discord_packet(SPEAKER_SSRC, index, sealed, KEY, index + 1, extension=b"\x10\x80\x00\x00"),
+            )
+        )
     return datagrams
 
 
@@ -202,8 +206,9 @@ class StandInVoice:
         self.player = PlayerThread(source, self.onsets)
         self.player.start()
         receiver = self.receiver = self.hub.channels[CHANNEL].receiver
-        connection = SimpleNamespace(secret_key=list(KEY), mode=TRANSPORT_MODE, ssrc=1,
-                                     dave_session=self.bot_session, dave_protocol_version=1)
+        connection = SimpleNamespace(
+            secret_key=list(KEY), mode=TRANSPORT_MODE, ssrc=1, dave_session=self.bot_session, dave_protocol_version=1
+        )
         receiver.bind(connection)
         receiver.on_voice_ws({"op": 5, "d": {"user_id": str(SPEAKER), "ssrc": SPEAKER_SSRC, "speaking": 1}})
         self.speaker = SpeakerThread(receiver, self.datagrams)

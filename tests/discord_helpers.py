@@ -54,8 +54,9 @@ def discord_packet(
     are encrypted; the 4-byte counter nonce follows the tag.
     """
     first = 0x80 | (0x10 if extension is not None else 0) | (0x20 if padding else 0)
-    header = struct.pack(">BBHII", first, payload_type, sequence & 0xFFFF, (timestamp or sequence * 960) & 0xFFFFFFFF,
-                         ssrc)
+    header = struct.pack(
+        ">BBHII", first, payload_type, sequence & 0xFFFF, (timestamp or sequence * 960) & 0xFFFFFFFF, ssrc
+    )
     plain = payload
     if extension is not None:
         assert len(extension) % 4 == 0

@@ -71,7 +71,6 @@ def test_a_second_stream_of_one_call_does_not_overwrite_the_first(tmp_path):
     assert second.path.name == "CA1-MZ2.wav"
 
 
-
 # ----------------------------------------------------------------------------- the AudioSource
 
 
@@ -151,8 +150,6 @@ def test_notifications_cannot_mention_or_format():
     text = call_started_text("@everyone **x**", VOICE)
     assert "@everyone" not in text
     assert "**x**" not in text
-
-
 
 
 # ----------------------------------------------------------------------------- the hub, at a fake discord.py boundary

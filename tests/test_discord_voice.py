@@ -121,8 +121,9 @@ def test_a_dave_speaker_is_heard_through_discord_pys_gateway_and_socket_reader()
 
             # The voice server's MLS: its external sender, then the welcome into the speaker's group.
             group = DaveGroup(CHANNEL)
-            await ws.received_binary_message(struct.pack(">HB", 1, DiscordVoiceWebSocket.MLS_EXTERNAL_SENDER)
-                                             + group.external_sender)
+            await ws.received_binary_message(
+                struct.pack(">HB", 1, DiscordVoiceWebSocket.MLS_EXTERNAL_SENDER) + group.external_sender
+            )
             speaker = group.session(SPEAKER)
             speaker.get_serialized_key_package()
             welcome = group.join(speaker, key_package)

@@ -177,9 +177,7 @@ class DiscordHub:
             link.wake.clear()
             try:
                 if link.bot is None:
-                    choice = await asyncio.wait_for(
-                        self.pool.choose(link.channel_id, link), timeout=CONNECT_TIMEOUT
-                    )
+                    choice = await asyncio.wait_for(self.pool.choose(link.channel_id, link), timeout=CONNECT_TIMEOUT)
                     if choice.busy:
                         self._busy(link)
                         return
@@ -206,9 +204,7 @@ class DiscordHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning(
-                    "voice channel %s: cannot connect (%s); retrying in %.0f s", link.channel_id, exc, backoff
-                )
+                log.warning("voice channel %s: cannot connect (%s); retrying in %.0f s", link.channel_id, exc, backoff)
                 await self._disconnect(link)
                 await self._sleep(link, backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -224,8 +220,9 @@ class DiscordHub:
 
     def _busy(self, link: ChannelLink) -> None:
         """Every bot that could join is in another channel of this guild: the link's calls are told so."""
-        log.warning("voice channel %s: every bot is busy in its server; %d call(s) refused", link.channel_id,
-                    len(link.calls))
+        log.warning(
+            "voice channel %s: every bot is busy in its server; %d call(s) refused", link.channel_id, len(link.calls)
+        )
         calls = list(link.calls.values())
         for call in calls:
             self.detach(link.channel_id, call.call_key)
