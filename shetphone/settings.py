@@ -47,7 +47,9 @@ TWILIO_VARIABLES = (
     "TWILIO_API_SECRET",
 )
 # Every variable read from the environment (or .env), for the README's table.
-ENVIRONMENT_VARIABLES = (*TWILIO_VARIABLES, "SHETPHONE_SECRET_KEY", "SHETPHONE_CONFIG", "DISCORD_BOT_TOKEN")
+ENVIRONMENT_VARIABLES = (
+    *TWILIO_VARIABLES, "SHETPHONE_SECRET_KEY", "SHETPHONE_CONFIG", "DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKENS",
+)
 
 SECTION_MAIN = "shetphone"
 SECTION_NUMBERS = "shetphone:numbers"
@@ -347,6 +349,8 @@ class Settings:
     twilio: TwilioSettings
     secret_key: str = field(repr=False)
     discord_bot_token: str | None = field(default=None, repr=False)
+    # DISCORD_BOT_TOKENS, then DISCORD_BOT_TOKEN if it is not among them: the bridge's bots, in order.
+    discord_bot_tokens: tuple[str, ...] = field(default=(), repr=False)
     # (section, key) -> the text written in the file, for check-config; unset keys are absent.
     written: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
@@ -546,6 +550,23 @@ def _read_secret_key(key_path: Path) -> str | None:
     return key
 
 
+def _discord_bot_tokens(path: Path, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """DISCORD_BOT_TOKENS (comma-separated), with a single DISCORD_BOT_TOKEN as a pool of one."""
+    tokens: list[str] = []
+    text = environ.get("DISCORD_BOT_TOKENS") or ""
+    if text.strip():
+        for n, token in enumerate((t.strip() for t in text.split(",")), 1):
+            if not token:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} is empty (tokens are separated by commas)")
+            if token in tokens:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} repeats entry {tokens.index(token) + 1}")
+            tokens.append(token)
+    single = (environ.get("DISCORD_BOT_TOKEN") or "").strip()
+    if single and single not in tokens:
+        tokens.append(single)
+    return tuple(tokens)
+
+
 def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
     """``SHETPHONE_SECRET_KEY``, else one generated once into ``instance/secret_key``."""
     if environ.get("SHETPHONE_SECRET_KEY"):
@@ -627,5 +648,6 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         ),
         secret_key=_load_secret_key(instance_path, env),
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
+        discord_bot_tokens=_discord_bot_tokens(path, env),
         written=MappingProxyType(written),
     )

@@ -103,6 +103,28 @@ def test_environment_wins_over_dotenv(team_files):
     assert settings.discord_bot_token == "from-dotenv"
 
 
+def test_discord_bot_tokens_are_a_pool_and_a_single_token_is_a_pool_of_one(team_files):
+    assert load(team_files).discord_bot_tokens == ()
+    team_files.environ["DISCORD_BOT_TOKEN"] = "solo"
+    assert load(team_files).discord_bot_tokens == ("solo",)
+    team_files.environ["DISCORD_BOT_TOKENS"] = " first , second,third "
+    assert load(team_files).discord_bot_tokens == ("first", "second", "third", "solo")
+    team_files.environ["DISCORD_BOT_TOKEN"] = "second"  # already in the pool: not twice
+    assert load(team_files).discord_bot_tokens == ("first", "second", "third")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "what"),
+    [("a,,b", "entry 2 is empty"), ("a,b,", "entry 3 is empty"), ("a,b,a", "entry 3 repeats entry 1")],
+)
+def test_a_bad_discord_bot_tokens_list_is_one_clear_line(team_files, tokens, what):
+    team_files.environ["DISCORD_BOT_TOKENS"] = tokens
+    error = error_for(team_files)
+    assert error.where == "DISCORD_BOT_TOKENS"
+    assert error.what.startswith(what)
+    assert tokens not in str(error)  # a token is a secret: never in the message
+
+
 def test_missing_twilio_variables_are_named(team_files):
     del team_files.environ["TWILIO_API_KEY"]
     del team_files.environ["TWILIO_APP_SID"]

@@ -74,11 +74,13 @@ async def serve(settings: Settings, record_dir: Path | None, replay: ReplayGuard
         loop.add_signal_handler(signum, stop.set)
 
     hub = None
-    if settings.discord_bot_token:
-        hub = DiscordHub.with_bot(settings.bridge.text_channel)
-        hub.start(settings.discord_bot_token)
+    tokens = settings.discord_bot_tokens
+    if tokens:
+        hub = DiscordHub.with_bots(len(tokens), settings.bridge.text_channel)
+        hub.start(tokens)
+        log.info("%d Discord bot(s): at most %d calls into different channels of one server", len(tokens), len(tokens))
     else:
-        log.warning("DISCORD_BOT_TOKEN is not set: only echo streams will be served")
+        log.warning("neither DISCORD_BOT_TOKENS nor DISCORD_BOT_TOKEN is set: only echo streams will be served")
 
     config = BridgeConfig(
         settings.twilio.auth_token,

@@ -43,7 +43,7 @@ from .protocol import (
     parse_target,
 )
 from .replay import ReplayGuard
-from .session import Outbox, Session
+from .session import HANGUP_MARK, Outbox, Session
 from .targets import Target
 from .targets.discord import DiscordHub, DiscordTarget
 from .targets.echo import EchoTarget
@@ -69,6 +69,9 @@ WRITE_LIMIT_BYTES = 8 * 1024
 # A peer that does not answer our close frame is not waited for long: shutdown
 # (SIGTERM) should be quick, and the sessions are already over by then.
 CLOSE_TIMEOUT = 2.0
+# A target that ends the call (its last words sent) waits this long at most for
+# Twilio to echo the mark that says they were played.
+HANGUP_PLAYED_TIMEOUT = 5.0
 
 # A stream that sends no media for this long is dead, or not Twilio (which
 # sends 20 ms every 20 ms, silence included): end it.
@@ -233,6 +236,8 @@ class _Stream:
         self._watchdog: asyncio.Task[None] | None = None
         self._starting = False
         self._ended = False
+        self._hangup: asyncio.Task[None] | None = None
+        self._played = asyncio.Event()  # Twilio echoed HANGUP_MARK
 
     async def run(self) -> None:
         self._watchdog = asyncio.create_task(self._watch(), name=f"watchdog {self._name}")
@@ -304,6 +309,8 @@ class _Stream:
                 return True
             case Mark():
                 log.debug("%s: mark %r played", self._name, message.name)
+                if message.name == HANGUP_MARK:
+                    self._played.set()
                 return True
             case Stop():
                 # The session ends (recording finalised) before the websocket closes.
@@ -369,7 +376,7 @@ class _Stream:
                 recorder = WavRecorder.for_call(config.record_dir, start.call_sid, start.stream_sid)
             except OSError as exc:
                 log.error("stream %s: cannot record into %s: %s", start.stream_sid, config.record_dir, exc)
-        session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick)
+        session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick, on_hangup=self._hang_up)
         self.session = session
         bridge.sessions[start.stream_sid] = session
         self._ends_at = self._loop.time() + config.max_call_seconds
@@ -377,6 +384,19 @@ class _Stream:
         self._sender = asyncio.create_task(self._send_outbox(), name=f"sender {start.stream_sid}")
         await session.open()
         return True
+
+    def _hang_up(self, reason: str) -> None:
+        """The target ended the call: close the stream once Twilio has played its last words."""
+        if self._hangup is None:
+            self._hangup = asyncio.create_task(self._close_when_played(reason), name=f"hangup {self._name}")
+
+    async def _close_when_played(self, reason: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._played.wait(), HANGUP_PLAYED_TIMEOUT)
+        log.info("%s: ended by its target: %s", self._name, reason)
+        self._close_code, self._close_reason = CLOSE_NORMAL, reason[:120]
+        # <Connect><Stream> ends with the websocket, and with it the call.
+        await self.websocket.close(CLOSE_NORMAL, reason[:120])
 
     async def _refuse(self, code: int, reason: str) -> bool:
         log.error("%s: stream refused: %s", self._name, reason)
@@ -413,6 +433,8 @@ class _Stream:
             self._watchdog.cancel()
         if self._sender is not None:
             self._sender.cancel()
+        if self._hangup is not None:
+            self._hangup.cancel()  # waiting for a mark that no longer matters; _end closes below
         session, self.session = self.session, None
         if session is not None:
             if self.bridge.sessions.get(session.stream_sid) is session:
