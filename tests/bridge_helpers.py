@@ -249,15 +249,17 @@ async def open_stream(port: int, n: int = 1, *, path: str = MEDIA_PATH) -> Twili
 
 
 def bridge_config(record_dir: Path | None = None, **overrides: Any) -> BridgeConfig:
-    """The test bridge's configuration: our account, secret key and configured targets."""
+    """The test bridge's configuration: our account, secret key and configured targets (any overridden)."""
     return BridgeConfig(
         AUTH_TOKEN,
         PUBLIC_HOST,
-        account_sid=ACCOUNT_SID,
-        secret_key=SECRET_KEY,
-        allowed_targets=ALLOWED_TARGETS,
-        record_dir=record_dir,
-        **overrides,
+        **{
+            "account_sid": ACCOUNT_SID,
+            "secret_key": SECRET_KEY,
+            "allowed_targets": ALLOWED_TARGETS,
+            "record_dir": record_dir,
+            **overrides,
+        },
     )
 
 

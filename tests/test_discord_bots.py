@@ -9,7 +9,7 @@ import wave
 
 import numpy as np
 import pytest
-from bridge_helpers import ThreadedBridge, open_stream, tone
+from bridge_helpers import ThreadedBridge, bridge_config, open_stream, tone
 from discord_helpers import FakeClient, FakeGuild, FakeTextChannel, FakeVoiceChannel, until
 from websockets.exceptions import ConnectionClosed
 
@@ -227,7 +227,8 @@ def test_a_busy_call_hears_the_message_then_twilios_stream_is_closed(monkeypatch
             pass
         return media, marks, close, still_up
 
-    with ThreadedBridge(make_target=make_targets(hub)) as bridge:
+    config = bridge_config(allowed_targets={f"discord:{A}", f"discord:{B}"})  # as [shetphone:numbers] would
+    with ThreadedBridge(config=config, make_target=make_targets(hub)) as bridge:
         media, marks, close, still_up = asyncio.run(scenario(bridge.port))
     assert marks == ["hangup"]
     assert close == (1000, "every Discord bot is busy in that server")
