@@ -113,7 +113,7 @@ def make_targets(hub: DiscordHub | None) -> TargetFactory:
         if spec.kind == "echo":
             return EchoTarget()
         if hub is None or spec.channel_id is None:
-            raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKEN, which is not set")
+            raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKENS (or DISCORD_BOT_TOKEN), which is not set")
         return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller)
 
     return make_target
