@@ -199,6 +199,21 @@ def discord_id(text: str, here: Path) -> int:
     return int(text)
 
 
+def discord_role_ids(text: str, here: Path) -> frozenset[int]:
+    ids = split_list(text)
+    for item in ids:
+        if not SNOWFLAKE.match(item):
+            raise Invalid(f"{item!r} is not a Discord role ID (15 to 21 digits)")
+    return frozenset(int(item) for item in ids)
+
+
+def e164(text: str, here: Path) -> str:
+    try:
+        return phone_numbers.parse_e164(text)
+    except phone_numbers.InvalidNumber as exc:
+        raise Invalid(str(exc)) from None
+
+
 # --------------------------------------------------------------------------- the key table
 
 
@@ -285,6 +300,16 @@ class BridgeSettings:
         SECTION_BRIDGE, "max_calls", whole(1, 10000, "calls"), "100", "streams at once; more are refused")
     max_call_minutes: int = key(
         SECTION_BRIDGE, "max_call_minutes", whole(1, 10080, "minutes"), "240", "a stream is ended after this long")
+    call_roles: frozenset[int] | None = key(
+        SECTION_BRIDGE, "call_roles", discord_role_ids, None,
+        "Discord role IDs whose members may use ``/call`` and ``/hangup``", unset="nobody")
+    call_from: str | None = key(
+        SECTION_BRIDGE, "call_from", e164, None,
+        "the number of ``[shetphone:numbers]`` that calls placed from Discord come from", unset="no calls from Discord")
+
+    @property
+    def call_role_ids(self) -> frozenset[int]:
+        return self.call_roles or frozenset()
 
     @property
     def host(self) -> str:
@@ -631,6 +656,10 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     bridge = BridgeSettings(**_read_keys(ini, BridgeSettings, written))
     numbers = _numbers(ini)
     clients = _clients(ini)
+    if bridge.call_from is not None and bridge.call_from not in numbers:
+        # Twilio places a call only from a number of the account, and the call log
+        # opens a call from its callbacks only when a team number is in them.
+        raise ini.error(SECTION_BRIDGE, "call_from", f"{bridge.call_from} is not a number of [{SECTION_NUMBERS}]")
     instance_path = root / "instance"
     return Settings(
         **main,

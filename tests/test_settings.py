@@ -72,6 +72,17 @@ def test_the_bridge_limits_default_to_100_calls_of_240_minutes(team_files):
     assert (bridge.max_calls, bridge.max_call_minutes) == (3, 60)
 
 
+def test_calls_from_discord_are_off_until_call_from_is_set_and_nobody_may_place_them_without_roles(team_files):
+    bridge = load(team_files).bridge
+    assert (bridge.call_from, bridge.call_role_ids) == (None, frozenset())
+    listen = "listen = 127.0.0.1:5001"
+    replace_in_ini(team_files, listen, f"{listen}\ncall_roles = 423456789012345678, 523456789012345678\n"
+                   "call_from = +441595000002")
+    bridge = load(team_files).bridge
+    assert bridge.call_from == "+441595000002"
+    assert bridge.call_role_ids == frozenset({423456789012345678, 523456789012345678})
+
+
 def test_inline_comments_and_lists_with_commas(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds\nallowed_countries = gb, IE  ; two")
     settings = load(team_files)
@@ -175,6 +186,12 @@ def test_secret_key_is_generated_once_with_mode_0600(team_files):
          "out of range"),
         ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\nmax_call_minutes = long",
          "[shetphone:bridge] max_call_minutes", "whole number"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_roles = 423456789012345678 admins",
+         "[shetphone:bridge] call_roles", "'admins' is not a Discord role ID"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = 01595 000002",
+         "[shetphone:bridge] call_from", "E.164"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = +441595000009",
+         "[shetphone:bridge] call_from", "+441595000009 is not a number of [shetphone:numbers]"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):
