@@ -13,9 +13,9 @@ import json
 import socket
 import threading
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from twilio.request_validator import RequestValidator
@@ -24,6 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from shetphone import stream_auth
 from shetphone.bridge.audio import ulaw_encode
 from shetphone.bridge.server import Bridge, BridgeConfig
+
+T = TypeVar("T")
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "0" * 32
@@ -251,9 +253,9 @@ async def open_stream(port: int, n: int = 1, *, path: str = MEDIA_PATH) -> Twili
 def bridge_config(record_dir: Path | None = None, **overrides: Any) -> BridgeConfig:
     """The test bridge's configuration: our account, secret key and configured targets (any overridden)."""
     return BridgeConfig(
-        AUTH_TOKEN,
-        PUBLIC_HOST,
         **{
+            "auth_token": AUTH_TOKEN,
+            "public_host": PUBLIC_HOST,
             "account_sid": ACCOUNT_SID,
             "secret_key": SECRET_KEY,
             "allowed_targets": ALLOWED_TARGETS,
@@ -306,6 +308,11 @@ class ThreadedBridge:
         self.loop.call_soon_threadsafe(run)
         assert done.wait(10), "the bridge's loop did not answer"
         return result[0]
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run ``coroutine`` on the bridge's loop (as a Discord command runs) and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def __enter__(self) -> ThreadedBridge:
         self._thread.start()

@@ -8,7 +8,8 @@
   signed proposals add members (ECDSA P-256, in plain Python, below);
 - :func:`opus_tone`: Opus frames through discord.py's own encoder;
 - fakes of discord.py's client, guild, channels and voice client: the boundary
-  the hub uses.
+  the hub uses; and of an interaction (member, response, follow-up): what a
+  slash command's callback is given.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import asyncio
 import hashlib
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import davey
@@ -330,6 +332,77 @@ class FakeClient:
 
     async def fetch_channel(self, channel_id: int) -> Any:
         raise discord.NotFound(response=type("R", (), {"status": 404, "reason": "Not Found"})(), message="gone")
+
+
+# ----------------------------------------------------------------------------- an interaction (slash command)
+
+
+class FakeRole:
+    def __init__(self, role_id: int) -> None:
+        self.id = role_id
+
+
+class FakeMember:
+    """A guild member as an interaction carries them: roles, and the voice state the bot's cache holds."""
+
+    def __init__(self, name: str, roles: Sequence[int] = (), voice_channel: int | None = None) -> None:
+        self.display_name = name
+        self.roles = [FakeRole(role) for role in roles]
+        self.voice = SimpleNamespace(channel=SimpleNamespace(id=voice_channel)) if voice_channel else None
+
+
+class FakeResponse:
+    """``interaction.response``: one answer at most, a message or "thinking" (defer)."""
+
+    def __init__(self, interaction: FakeInteraction) -> None:
+        self._interaction = interaction
+        self.deferred = False
+
+    def is_done(self) -> bool:
+        return bool(self._interaction.answers) or self.deferred
+
+    async def send_message(self, content: str, *, ephemeral: bool = False, allowed_mentions: Any = None) -> None:
+        assert not self.is_done(), "an interaction is answered once"
+        _check_mentions(allowed_mentions)
+        self._interaction.answers.append(("message", content, ephemeral))
+
+    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
+        assert not self.is_done(), "an interaction is answered once"
+        self.deferred = True
+        self._interaction.answers.append(("thinking", "", ephemeral))
+
+
+class FakeFollowup:
+    """``interaction.followup``: messages after the answer."""
+
+    def __init__(self, interaction: FakeInteraction) -> None:
+        self._interaction = interaction
+
+    async def send(self, content: str, *, ephemeral: bool = False, allowed_mentions: Any = None) -> None:
+        assert self._interaction.answers, "a follow-up comes after the answer"
+        _check_mentions(allowed_mentions)
+        self._interaction.answers.append(("followup", content, ephemeral))
+
+
+class FakeInteraction:
+    """What a slash command's callback is given, at discord.py's boundary: who asked, where, and how to answer."""
+
+    def __init__(self, user: Any, guild_id: int | None = 42) -> None:
+        self.user = user
+        self.guild = FakeGuild(guild_id) if guild_id is not None else None
+        self.answers: list[tuple[str, str, bool]] = []  # (kind, text, ephemeral)
+        self.response = FakeResponse(self)
+        self.followup = FakeFollowup(self)
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for kind, text, _ in self.answers if kind != "thinking"]
+
+
+def _check_mentions(allowed: Any) -> None:
+    # Numbers and names typed by members go into the answers: they must never ping anyone.
+    assert isinstance(allowed, discord.AllowedMentions)
+    assert not (allowed.everyone or allowed.users or allowed.roles)
 
 
 async def until(condition: Callable[[], Any], timeout: float = 5.0) -> None:

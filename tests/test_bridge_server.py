@@ -458,6 +458,8 @@ def test_the_bridge_loads_neither_flask_nor_the_web_apps_stores():
         "import json, sys\n"
         "import shetphone.bridge\n"
         "import shetphone.bridge.__main__, shetphone.bridge.server, shetphone.bridge.targets.discord\n"
+        # /call: the placer, the commands and the one seam to Twilio's REST API
+        "import shetphone.bridge.placing, shetphone.bridge.targets.discord.commands, shetphone.twilio_rest\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )
     result = subprocess.run(

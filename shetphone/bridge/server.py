@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..stream_auth import StreamAuthError, verify
+from .placing import PLACED_PARAMETER, PlacedCalls
 from .protocol import (
     MAX_MESSAGE_CHARS,
     Connected,
@@ -114,7 +115,9 @@ def make_targets(hub: DiscordHub | None) -> TargetFactory:
             return EchoTarget()
         if hub is None or spec.channel_id is None:
             raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKENS (or DISCORD_BOT_TOKEN), which is not set")
-        return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller)
+        # The server admits a "placed" stream only for a call it placed itself (placing.py).
+        outgoing = PLACED_PARAMETER in start.custom_parameters
+        return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller, outgoing=outgoing)
 
     return make_target
 
@@ -129,20 +132,27 @@ class Bridge:
         *,
         on_tick: Callable[[Session, bytes], None] | None = None,
         replay: ReplayGuard | None = None,
+        placed: PlacedCalls | None = None,
     ) -> None:
         self.config = config
         self.make_target = make_target or make_targets(None)
         self.on_tick = on_tick
         # Owned: closed by stop(). In memory only unless given one with a file.
         self.replay = replay if replay is not None else ReplayGuard()
+        # The calls the bridge placed itself (/call), whose streams it lets in; none without.
+        self.placed = placed if placed is not None else PlacedCalls(config.secret_key)
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self._validator = RequestValidator(config.auth_token)
         self.connections: set[_Stream] = set()  # every websocket being served, started or not
 
     def target_allowed(self, target: str) -> bool:
-        """May a stream name ``target``? (The configured targets; the hook for other sources of calls.)"""
+        """May a stream that the bridge did not place name ``target``? (The configured targets.)"""
         return target in self.config.allowed_targets
+
+    def calls_to(self, target: str) -> list[tuple[str, str]]:
+        """The (CallSid, other party) of every stream into ``target`` now, for /hangup."""
+        return [(s.call_sid, s.caller) for s in self.sessions.values() if s.target_name == target]
 
     # ----------------------------------------------------------------- the upgrade
 
@@ -333,8 +343,9 @@ class _Stream:
     async def _check_and_open(self, start: Start) -> bool:
         """Every check a start must pass, then its session; a refused stream reaches no target."""
         bridge, config = self.bridge, self.bridge.config
-        caller = start.custom_parameters.get("from") or "unknown caller"
-        target_text = start.custom_parameters.get("target")
+        parameters = start.custom_parameters
+        caller = parameters.get("from") or "unknown caller"
+        target_text = parameters.get("target")
         try:
             spec = parse_target(target_text)
         except ProtocolError as exc:
@@ -342,12 +353,21 @@ class _Stream:
         assert target_text is not None
         if start.account_sid != config.account_sid:
             return await self._refuse(CLOSE_POLICY, f"accountSid {start.account_sid or '(none)'} is not ours")
-        if not bridge.target_allowed(target_text):
-            return await self._refuse(CLOSE_POLICY, f"target {spec} is not configured")
+        placed = None
         try:
-            grant = verify(config.secret_key, start.custom_parameters.get("auth"), start.call_sid, target_text)
+            if (placed_id := parameters.get(PLACED_PARAMETER)) is not None:
+                # A call the bridge placed (/call): its own record admits that call to that target only.
+                auth = parameters.get("auth")
+                placed, grant = await bridge.placed.admit(placed_id, start.call_sid, target_text, auth)
+                caller = placed.party
+            elif not bridge.target_allowed(target_text):
+                return await self._refuse(CLOSE_POLICY, f"target {spec} is not configured")
+            else:
+                grant = verify(config.secret_key, parameters.get("auth"), start.call_sid, target_text)
         except StreamAuthError as exc:
             return await self._refuse(CLOSE_POLICY, str(exc))
+        if self._ended:  # the peer went away while a placed call's CallSid was awaited
+            return False
         if start.stream_sid in bridge.sessions:
             return await self._refuse(CLOSE_POLICY, f"stream {start.stream_sid} is already running")
         try:
@@ -359,6 +379,8 @@ class _Stream:
             return await self._refuse(CLOSE_UNAVAILABLE, "cannot record the stream's auth as used")
         if not fresh:
             return await self._refuse(CLOSE_POLICY, "the 'auth' stream parameter was used already")
+        if placed is not None:
+            bridge.placed.streaming(placed)
         if self._ended:  # the peer went away while the claim was written
             return False
         if start.stream_sid in bridge.sessions:
@@ -376,7 +398,9 @@ class _Stream:
                 recorder = WavRecorder.for_call(config.record_dir, start.call_sid, start.stream_sid)
             except OSError as exc:
                 log.error("stream %s: cannot record into %s: %s", start.stream_sid, config.record_dir, exc)
-        session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick, on_hangup=self._hang_up)
+        session = Session(
+            start, target, self.outbox, recorder, caller=caller, on_tick=bridge.on_tick, on_hangup=self._hang_up
+        )
         self.session = session
         bridge.sessions[start.stream_sid] = session
         self._ends_at = self._loop.time() + config.max_call_seconds

@@ -94,10 +94,13 @@ class Session:
         max_frames: int = JITTER_MAX_FRAMES,
         on_tick: Callable[[Session, bytes], None] | None = None,
         on_hangup: Callable[[str], None] | None = None,
+        caller: str | None = None,
     ) -> None:
         self.stream_sid = start.stream_sid
         self.call_sid = start.call_sid
-        self.caller = start.custom_parameters.get("from") or "unknown caller"
+        self.target_name = start.custom_parameters.get("target") or ""
+        # The other party, in words: the server's (a placed call's record), else the stream's "from".
+        self.caller = caller or start.custom_parameters.get("from") or "unknown caller"
         self.target = target
         self.outbox = outbox
         self.recorder = recorder

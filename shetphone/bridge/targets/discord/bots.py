@@ -121,6 +121,23 @@ class BotPool:
         The bot chosen is reserved for ``link`` in its guild before this returns,
         so two channels of one guild chosen for at once never get the same bot.
         """
+        seen, unsettled, problem = await self._survey(channel_id)
+        # No await from here on: the choice and the reservation are one step.
+        for bot, channel in seen:
+            if bot.free_in(channel.guild):
+                bot.links[channel.guild.id] = link
+                return Choice(bot, channel)
+        if seen and not unsettled:
+            return Choice(busy=True)
+        return Choice(problem=problem or f"no bot can see channel {channel_id}")
+
+    async def all_busy(self, channel_id: int) -> bool:
+        """Whether a new call into ``channel_id`` would find every bot busy (no reservation: a hint)."""
+        seen, unsettled, _ = await self._survey(channel_id)
+        return bool(seen) and not unsettled and not any(bot.free_in(channel.guild) for bot, channel in seen)
+
+    async def _survey(self, channel_id: int) -> tuple[list[tuple[Bot, Any]], bool, str | None]:
+        """The bots that can see the voice channel (with it as each sees it), whether another might, and why not."""
         seen: list[tuple[Bot, Any]] = []
         unsettled = False  # a bot that might yet be free: logging in, or Discord did not answer
         problem = None
@@ -143,11 +160,4 @@ class BotPool:
                 problem = f"channel {channel_id} is not a voice channel"
                 continue
             seen.append((bot, channel))
-        # No await from here on: the choice and the reservation are one step.
-        for bot, channel in seen:
-            if bot.free_in(channel.guild):
-                bot.links[channel.guild.id] = link
-                return Choice(bot, channel)
-        if seen and not unsettled:
-            return Choice(busy=True)
-        return Choice(problem=problem or f"no bot can see channel {channel_id}")
+        return seen, unsettled, problem

@@ -91,15 +91,31 @@ class DiscordHub:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    def with_bots(cls, count: int, text_channel_id: int | None) -> DiscordHub:
-        # Voice needs the guilds and voice_states intents, nothing privileged.
+    def with_bots(
+        cls, count: int, text_channel_id: int | None, *, commands: Callable[[discord.Client], None] | None = None
+    ) -> DiscordHub:
+        """``count`` bots; ``commands`` installs the slash commands on the first one's every client."""
+
+        # Voice needs the guilds and voice_states intents, nothing privileged; so do the
+        # commands (a member's voice channel is in the voice states).
         def new_client() -> discord.Client:
             intents = discord.Intents.none()
             intents.guilds = True
             intents.voice_states = True
             return discord.Client(intents=intents)
 
-        return cls([new_client() for _ in range(count)], text_channel_id, new_client=new_client)
+        # Each bot is an application of its own: one bot registers the commands, or
+        # members would see each command once per bot.
+        def new_first_client() -> discord.Client:
+            client = new_client()
+            if commands is not None:
+                commands(client)
+            return client
+
+        clients = [new_first_client()] + [new_client() for _ in range(count - 1)]
+        hub = cls(clients, text_channel_id, new_client=new_client)
+        hub.pool.bots[0].new_client = new_first_client  # a client made again after a failure has them too
+        return hub
 
     # ----------------------------------------------------------------- the bots
 
@@ -126,6 +142,10 @@ class DiscordHub:
         await self.pool.close()
 
     # ----------------------------------------------------------------- calls
+
+    async def all_busy(self, channel_id: int) -> bool:
+        """Whether a call into ``channel_id`` now would hear that every bot is busy (a hint, for /call)."""
+        return channel_id not in self.channels and await self.pool.all_busy(channel_id)
 
     def attach(self, channel_id: int, call: DiscordTarget) -> ChannelLink:
         """A call starts in ``channel_id``: it goes with the channel's bot, or a bot is found."""

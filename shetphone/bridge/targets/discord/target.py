@@ -21,23 +21,28 @@ BUSY_RECORDING = Path(__file__).with_name("busy.wav")  # 8 kHz 16-bit mono, espe
 BUSY_REASON = "every Discord bot is busy in that server"
 
 
-def _clean(text: str) -> str:
+def safe_text(text: str) -> str:
     """Caller text goes into a Discord message: no markdown tricks, no mentions."""
     return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
 
 
-def call_started_text(caller: str, channel_id: int) -> str:
-    return f"📞 Call from {_clean(caller)} started in <#{channel_id}>."
+def _call(party: str, outgoing: bool) -> str:
+    return f"Call {'to' if outgoing else 'from'} {safe_text(party)}"
 
 
-def call_ended_text(caller: str, channel_id: int, seconds: float) -> str:
+def call_started_text(caller: str, channel_id: int, *, outgoing: bool = False) -> str:
+    """``caller``: the other party (the number called, for a call placed from Discord)."""
+    return f"📞 {_call(caller, outgoing)} started in <#{channel_id}>."
+
+
+def call_ended_text(caller: str, channel_id: int, seconds: float, *, outgoing: bool = False) -> str:
     minutes, secs = divmod(round(seconds), 60)
-    return f"📴 Call from {_clean(caller)} in <#{channel_id}> ended after {minutes}:{secs:02d}."
+    return f"📴 {_call(caller, outgoing)} in <#{channel_id}> ended after {minutes}:{secs:02d}."
 
 
 def call_busy_text(caller: str, channel_id: int) -> str:
     return (
-        f"📵 Call from {_clean(caller)} to <#{channel_id}> could not be put through: every bot of the bridge "
+        f"📵 Call from {safe_text(caller)} to <#{channel_id}> could not be put through: every bot of the bridge "
         "is already in another voice channel of this server. Add a bot to DISCORD_BOT_TOKENS for more."
     )
 
@@ -58,11 +63,12 @@ def busy_frames() -> tuple[bytes, ...]:
 class DiscordTarget(Target):
     """One call: the caller played into a voice channel, the channel's voices returned to the caller."""
 
-    def __init__(self, hub: DiscordHub, channel_id: int, call_key: str, caller: str) -> None:
+    def __init__(self, hub: DiscordHub, channel_id: int, call_key: str, caller: str, *, outgoing: bool = False) -> None:
         self.hub = hub
         self.channel_id = channel_id
         self.call_key = call_key
-        self.caller = caller
+        self.caller = caller  # the other party
+        self.outgoing = outgoing  # placed from Discord (/call), not a call in
         self.voices = Voices()
         self._take: Callable[[], bytes] = lambda: SILENCE_FRAME
         self._link = None
@@ -110,7 +116,8 @@ class DiscordTarget(Target):
         self._link = None
         self.hub.detach(self.channel_id, self.call_key)
         if self._put_through:
-            self.hub.notify(call_ended_text(self.caller, self.channel_id, time.monotonic() - self._started))
+            seconds = time.monotonic() - self._started
+            self.hub.notify(call_ended_text(self.caller, self.channel_id, seconds, outgoing=self.outgoing))
 
     # ----------------------------------------------------------------- the hub's side
 
@@ -118,7 +125,7 @@ class DiscordTarget(Target):
         """A bot has the channel: the call is on."""
         if not self._put_through:
             self._put_through = True
-            self.hub.notify(call_started_text(self.caller, self.channel_id))
+            self.hub.notify(call_started_text(self.caller, self.channel_id, outgoing=self.outgoing))
 
     def busy(self) -> None:
         """No bot can join: the caller is told so, then the call ends (``hangup``)."""
