@@ -19,6 +19,7 @@ from shetphone.bridge.targets.discord import (
     ChannelSource,
     DiscordHub,
     DiscordTarget,
+    call_busy_text,
     call_ended_text,
     call_started_text,
 )
@@ -144,6 +145,14 @@ def test_notification_texts_name_the_caller_and_channel():
     ended = call_ended_text("+441595123456", VOICE, 125.4)
     assert ended == f"📴 Call from +441595123456 in <#{VOICE}> ended after 2:05."
     assert "unknown caller" in call_started_text("unknown caller", VOICE)
+
+
+def test_a_call_placed_from_discord_is_a_call_to_its_number():
+    party = "+44 1595 123456 (called by Alice)"
+    assert call_started_text(party, VOICE, outgoing=True) == f"📞 Call to {party} started in <#{VOICE}>."
+    ended = call_ended_text(party, VOICE, 61, outgoing=True)
+    assert ended == f"📴 Call to {party} in <#{VOICE}> ended after 1:01."
+    assert call_busy_text(party, VOICE, outgoing=True).startswith(f"📵 Call to {party} from <#{VOICE}> could not")
 
 
 def test_notifications_cannot_mention_or_format():

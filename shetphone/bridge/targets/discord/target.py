@@ -40,10 +40,11 @@ def call_ended_text(caller: str, channel_id: int, seconds: float, *, outgoing: b
     return f"📴 {_call(caller, outgoing)} in <#{channel_id}> ended after {minutes}:{secs:02d}."
 
 
-def call_busy_text(caller: str, channel_id: int) -> str:
+def call_busy_text(caller: str, channel_id: int, *, outgoing: bool = False) -> str:
     return (
-        f"📵 Call from {safe_text(caller)} to <#{channel_id}> could not be put through: every bot of the bridge "
-        "is already in another voice channel of this server. Add a bot to DISCORD_BOT_TOKENS for more."
+        f"📵 {_call(caller, outgoing)} {'from' if outgoing else 'to'} <#{channel_id}> could not be put through: "
+        "every bot of the bridge is already in another voice channel of this server. Add a bot to "
+        "DISCORD_BOT_TOKENS for more."
     )
 
 
@@ -131,4 +132,4 @@ class DiscordTarget(Target):
         """No bot can join: the caller is told so, then the call ends (``hangup``)."""
         if self._farewell is None:
             self._farewell = deque(busy_frames())
-            self.hub.notify(call_busy_text(self.caller, self.channel_id))
+            self.hub.notify(call_busy_text(self.caller, self.channel_id, outgoing=self.outgoing))
