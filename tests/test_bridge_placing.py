@@ -234,7 +234,7 @@ def test_a_number_an_outgoing_call_may_not_dial_is_refused_before_twilio_hears_o
     with pytest.raises(CallRefused) as refused:
         asyncio.run(placer.place(dialled, TARGET, "Alice"))
     assert why in refused.value.reason
-    assert standin.requests_seen == [] and len(placer.placed) == 0
+    assert standin.requests_seen == [] and placer.placed.waiting() == 0
 
 
 def test_twilio_refusing_the_call_is_its_own_message_and_leaves_no_placement(standin):
@@ -243,7 +243,7 @@ def test_twilio_refusing_the_call_is_its_own_message_and_leaves_no_placement(sta
     with pytest.raises(TwilioRestError) as refused:
         asyncio.run(placer.place(DIALLED, TARGET, "Alice"))
     assert refused.value.message == "The source phone number provided is not yet verified for your account."
-    assert len(placer.placed) == 0
+    assert placer.placed.waiting() == 0
 
 
 def test_hang_up_ends_the_channels_streams_and_its_placed_calls_still_ringing(standin):

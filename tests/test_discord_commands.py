@@ -51,7 +51,7 @@ def rest_of(standin) -> TwilioRest:
 def commands_for(standin, placed: PlacedCalls | None = None, calls_to=lambda target: [], hub=None,
                  roles=frozenset({ROLE})) -> CallCommands:
     config = PlacerConfig(call_from=CALL_FROM, policy=UK, stream_url=STREAM_URL, status_url=STATUS_URL)
-    placer = CallPlacer(config, rest_of(standin), placed if placed is not None else PlacedCalls(SECRET_KEY), calls_to)
+    placer = CallPlacer(config, rest_of(standin), placed or PlacedCalls(SECRET_KEY), calls_to)
     return CallCommands(placer, roles, all_busy=hub.all_busy if hub else None)
 
 
@@ -273,6 +273,6 @@ def test_hangup_before_the_far_end_answers_cancels_the_call_and_its_stream_can_n
         (call,) = standin.calls_to(E164)
         hung = FakeInteraction(ALICE, GUILD)
         bridge.run(tree.get_command("hangup").callback(hung))
-        assert bridge.call(lambda: len(placed)) == 0
+        assert bridge.call(lambda: placed.waiting()) == 0
     assert hung.texts == ["📴 Ended the call with +44 1595 123456 (called by Alice)."]
     assert standin.call(call.sid).status == "canceled"

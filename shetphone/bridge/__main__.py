@@ -122,6 +122,8 @@ async def serve(settings: Settings, record_dir: Path | None, replay: ReplayGuard
         log.info("%d Discord bot(s): at most %d calls into different channels of one server", len(tokens), len(tokens))
     else:
         log.warning("neither DISCORD_BOT_TOKENS nor DISCORD_BOT_TOKEN is set: only echo streams will be served")
+        if settings.bridge.call_from is not None:
+            log.warning("call_from is set, but without a Discord bot nobody can use /call")
 
     config = BridgeConfig(
         settings.twilio.auth_token,

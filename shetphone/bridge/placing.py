@@ -92,7 +92,8 @@ class PlacedCalls:
         self._clock = clock
         self._calls: dict[str, PlacedCall] = {}
 
-    def __len__(self) -> int:
+    def waiting(self) -> int:
+        """How many placements wait for their stream (an object, not a container: never falsy)."""
         self._prune()
         return len(self._calls)
 

@@ -70,7 +70,7 @@ class CallCommands:
             # After login, before the gateway: the commands are known to Discord by the time members see the bot.
             try:
                 synced = await tree.sync()
-            except discord.HTTPException as exc:
+            except discord.DiscordException as exc:  # Discord refused, or the app has no ID yet
                 log.warning("Discord did not take the slash commands /call and /hangup: %s", exc)
                 return
             log.info("slash commands registered with Discord: %s", ", ".join(f"/{c.name}" for c in synced))
