@@ -47,7 +47,9 @@ TWILIO_VARIABLES = (
     "TWILIO_API_SECRET",
 )
 # Every variable read from the environment (or .env), for the README's table.
-ENVIRONMENT_VARIABLES = (*TWILIO_VARIABLES, "SHETPHONE_SECRET_KEY", "SHETPHONE_CONFIG", "DISCORD_BOT_TOKEN")
+ENVIRONMENT_VARIABLES = (
+    *TWILIO_VARIABLES, "SHETPHONE_SECRET_KEY", "SHETPHONE_CONFIG", "DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKENS",
+)
 
 SECTION_MAIN = "shetphone"
 SECTION_NUMBERS = "shetphone:numbers"
@@ -197,6 +199,21 @@ def discord_id(text: str, here: Path) -> int:
     return int(text)
 
 
+def discord_role_ids(text: str, here: Path) -> frozenset[int]:
+    ids = split_list(text)
+    for item in ids:
+        if not SNOWFLAKE.match(item):
+            raise Invalid(f"{item!r} is not a Discord role ID (15 to 21 digits)")
+    return frozenset(int(item) for item in ids)
+
+
+def e164(text: str, here: Path) -> str:
+    try:
+        return phone_numbers.parse_e164(text)
+    except phone_numbers.InvalidNumber as exc:
+        raise Invalid(str(exc)) from None
+
+
 # --------------------------------------------------------------------------- the key table
 
 
@@ -283,6 +300,16 @@ class BridgeSettings:
         SECTION_BRIDGE, "max_calls", whole(1, 10000, "calls"), "100", "streams at once; more are refused")
     max_call_minutes: int = key(
         SECTION_BRIDGE, "max_call_minutes", whole(1, 10080, "minutes"), "240", "a stream is ended after this long")
+    call_roles: frozenset[int] | None = key(
+        SECTION_BRIDGE, "call_roles", discord_role_ids, None,
+        "Discord role IDs whose members may use ``/call`` and ``/hangup``", unset="nobody")
+    call_from: str | None = key(
+        SECTION_BRIDGE, "call_from", e164, None,
+        "the number of ``[shetphone:numbers]`` that calls placed from Discord come from", unset="no calls from Discord")
+
+    @property
+    def call_role_ids(self) -> frozenset[int]:
+        return self.call_roles or frozenset()
 
     @property
     def host(self) -> str:
@@ -350,6 +377,8 @@ class Settings:
     twilio: TwilioSettings
     secret_key: str = field(repr=False)
     discord_bot_token: str | None = field(default=None, repr=False)
+    # DISCORD_BOT_TOKENS, then DISCORD_BOT_TOKEN if it is not among them: the bridge's bots, in order.
+    discord_bot_tokens: tuple[str, ...] = field(default=(), repr=False)
     # (section, key) -> the text written in the file, for check-config; unset keys are absent.
     written: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
@@ -549,6 +578,23 @@ def _read_secret_key(key_path: Path) -> str | None:
     return key
 
 
+def _discord_bot_tokens(path: Path, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """DISCORD_BOT_TOKENS (comma-separated), with a single DISCORD_BOT_TOKEN as a pool of one."""
+    tokens: list[str] = []
+    text = environ.get("DISCORD_BOT_TOKENS") or ""
+    if text.strip():
+        for n, token in enumerate((t.strip() for t in text.split(",")), 1):
+            if not token:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} is empty (tokens are separated by commas)")
+            if token in tokens:
+                raise ConfigError(path, "DISCORD_BOT_TOKENS", f"entry {n} repeats entry {tokens.index(token) + 1}")
+            tokens.append(token)
+    single = (environ.get("DISCORD_BOT_TOKEN") or "").strip()
+    if single and single not in tokens:
+        tokens.append(single)
+    return tuple(tokens)
+
+
 def _load_secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
     """``SHETPHONE_SECRET_KEY``, else one generated once into ``instance/secret_key``."""
     if environ.get("SHETPHONE_SECRET_KEY"):
@@ -613,6 +659,10 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     bridge = BridgeSettings(**_read_keys(ini, BridgeSettings, written))
     numbers = _numbers(ini)
     clients = _clients(ini)
+    if bridge.call_from is not None and bridge.call_from not in numbers:
+        # Twilio places a call only from a number of the account, and the call log
+        # opens a call from its callbacks only when a team number is in them.
+        raise ini.error(SECTION_BRIDGE, "call_from", f"{bridge.call_from} is not a number of [{SECTION_NUMBERS}]")
     instance_path = root / "instance"
     return Settings(
         **main,
@@ -630,5 +680,6 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         ),
         secret_key=_load_secret_key(instance_path, env),
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
+        discord_bot_tokens=_discord_bot_tokens(path, env),
         written=MappingProxyType(written),
     )

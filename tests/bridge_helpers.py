@@ -1,5 +1,6 @@
-"""Helpers for the media bridge tests: a client that plays Twilio, signals, a bridge in a thread,
-and a fake discord.py client.
+"""Helpers for the media bridge tests: a client that plays Twilio, signals, a bridge in a thread.
+
+The fake discord.py boundary is in discord_helpers.
 
 Imported by the test_bridge_* modules (pytest puts tests/ on sys.path).
 """
@@ -12,11 +13,10 @@ import json
 import socket
 import threading
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import discord
 import numpy as np
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,6 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from shetphone import stream_auth
 from shetphone.bridge.audio import ulaw_encode
 from shetphone.bridge.server import Bridge, BridgeConfig
+
+T = TypeVar("T")
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "0" * 32
@@ -249,15 +251,17 @@ async def open_stream(port: int, n: int = 1, *, path: str = MEDIA_PATH) -> Twili
 
 
 def bridge_config(record_dir: Path | None = None, **overrides: Any) -> BridgeConfig:
-    """The test bridge's configuration: our account, secret key and configured targets."""
+    """The test bridge's configuration: our account, secret key and configured targets (any overridden)."""
     return BridgeConfig(
-        AUTH_TOKEN,
-        PUBLIC_HOST,
-        account_sid=ACCOUNT_SID,
-        secret_key=SECRET_KEY,
-        allowed_targets=ALLOWED_TARGETS,
-        record_dir=record_dir,
-        **overrides,
+        **{
+            "auth_token": AUTH_TOKEN,
+            "public_host": PUBLIC_HOST,
+            "account_sid": ACCOUNT_SID,
+            "secret_key": SECRET_KEY,
+            "allowed_targets": ALLOWED_TARGETS,
+            "record_dir": record_dir,
+            **overrides,
+        },
     )
 
 
@@ -305,6 +309,11 @@ class ThreadedBridge:
         assert done.wait(10), "the bridge's loop did not answer"
         return result[0]
 
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run ``coroutine`` on the bridge's loop (as a Discord command runs) and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
     def __enter__(self) -> ThreadedBridge:
         self._thread.start()
         assert self._ready.wait(10), "the bridge did not start"
@@ -332,78 +341,3 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interva
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(interval)
-
-
-# ----------------------------------------------------------------------------- a fake discord.py boundary
-
-
-class FakeVoiceClient:
-    def __init__(self, channel: FakeVoiceChannel) -> None:
-        self.channel = channel
-        self.connected = True
-        self.source = None
-        self.plays = 0
-        self.disconnected = False
-
-    def is_connected(self) -> bool:
-        return self.connected and not self.disconnected
-
-    def is_playing(self) -> bool:
-        return self.source is not None and self.is_connected()
-
-    def play(self, source, *, after=None) -> None:
-        assert isinstance(source, discord.AudioSource)
-        self.source = source
-        self.plays += 1
-
-    def stop(self) -> None:
-        self.source = None
-
-    async def disconnect(self, *, force: bool = False) -> None:
-        self.disconnected = True
-        self.channel.client.events.append(("leave", self.channel.id))
-
-
-class FakeVoiceChannel:
-    def __init__(self, client: FakeClient, channel_id: int) -> None:
-        self.client = client
-        self.id = channel_id
-        self.voice_clients: list[FakeVoiceClient] = []
-        self.failures = 0
-
-    async def connect(self, *, timeout: float, reconnect: bool, self_deaf: bool = False) -> FakeVoiceClient:
-        assert reconnect is True
-        if self.failures:
-            self.failures -= 1
-            raise discord.ClientException("voice handshake failed")
-        self.client.events.append(("join", self.id))
-        voice = FakeVoiceClient(self)
-        self.voice_clients.append(voice)
-        return voice
-
-
-class FakeTextChannel:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def send(self, content: str, *, allowed_mentions=None) -> None:
-        assert allowed_mentions is not None
-        self.messages.append(content)
-
-
-class FakeClient:
-    """What DiscordHub uses of discord.Client, and nothing more."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, int]] = []
-        self.voice = {VOICE: FakeVoiceChannel(self, VOICE), OTHER_VOICE: FakeVoiceChannel(self, OTHER_VOICE)}
-        self.text = FakeTextChannel()
-
-    async def wait_until_ready(self) -> None:
-        return None
-
-    def get_channel(self, channel_id: int):
-        return self.voice.get(channel_id) or (self.text if channel_id == TEXT else None)
-
-    async def fetch_channel(self, channel_id: int):
-        raise discord.NotFound(response=type("R", (), {"status": 404, "reason": "Not Found"})(), message="gone")

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import threading
 import wave
 
 import discord
 import numpy as np
-import pytest
-from bridge_helpers import OTHER_VOICE, TEXT, VOICE, FakeClient
+from discord_helpers import FakeClient, FakeTextChannel, until
 
-from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME
+from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME, ulaw_decode, ulaw_encode
 from shetphone.bridge.protocol import Start
-from shetphone.bridge.session import PHASE_GAIN, SINK_LEAD, TICK, Outbox, Session
+from shetphone.bridge.session import BACKLOG_TICKS_BEFORE_TRIM, Outbox, Session
 from shetphone.bridge.targets.discord import (
     ChannelSource,
     DiscordHub,
     DiscordTarget,
+    call_busy_text,
     call_ended_text,
     call_started_text,
 )
+from shetphone.bridge.targets.discord.voices import Voices
 from shetphone.bridge.targets.echo import EchoTarget
 from shetphone.bridge.targets.recorder import WavRecorder
+
+VOICE = 123456789012345678
+OTHER_VOICE = 223456789012345678
+TEXT = 323456789012345679
+GUILD = 423456789012345678
+OTHER_GUILD = 523456789012345678
+BOT_USER = 623456789012345678
 
 
 def frame_of(value: int) -> bytes:
@@ -65,49 +75,51 @@ def test_a_second_stream_of_one_call_does_not_overwrite_the_first(tmp_path):
 # ----------------------------------------------------------------------------- the AudioSource
 
 
+class Feed:
+    """A call's side of the source: the frames its session would hand over, one per take."""
+
+    def __init__(self, *frames: bytes) -> None:
+        self.frames = list(frames)
+        self.voices = Voices()
+
+    def take(self) -> bytes:
+        return self.frames.pop(0) if self.frames else SILENCE_FRAME
+
+
 def test_channel_source_is_pcm_and_reads_exactly_one_frame_even_with_no_call():
     source = ChannelSource()
     assert isinstance(source, discord.AudioSource)
     assert source.is_opus() is False
+    assert not source.reading()
+    assert source.read() == SILENCE_FRAME
+    assert source.reading()
+
+
+def test_each_read_takes_the_next_frame_of_every_call_and_mixes_them():
+    source = ChannelSource()
+    a, b = Feed(frame_of(1000), frame_of(10)), Feed(frame_of(-300))
+    source.add_call("a", a.take, a.voices)
+    source.add_call("b", b.take, b.voices)
+    assert source.read() == frame_of(700)
+    assert source.read() == frame_of(10)  # b has nothing: silence from it, never a wait
+    source.remove_call("b")
+    assert len(source) == 1
     assert source.read() == SILENCE_FRAME
 
 
-def test_channel_source_plays_silence_on_underrun_never_an_empty_read():
+def test_callers_in_one_channel_hear_each_other_but_never_themselves():
     source = ChannelSource()
-    source.add_call("a")
-    source.push("a", frame_of(1000))
-    reads = [source.read() for _ in range(5)]
-    assert all(len(r) == FRAME_BYTES for r in reads)
-    assert reads[0] == frame_of(1000)
-    assert reads[1:] == [SILENCE_FRAME] * 4
-
-
-def test_channel_source_mixes_the_calls_of_one_channel_and_forgets_ended_ones():
-    source = ChannelSource()
-    source.add_call("a")
-    source.add_call("b")
-    source.push("a", frame_of(1000))
-    source.push("b", frame_of(-300))
-    assert source.read() == frame_of(700)
+    a, b = Feed(frame_of(1000), frame_of(1000)), Feed(frame_of(-300), frame_of(-300))
+    source.add_call("a", a.take, a.voices)
+    source.add_call("b", b.take, b.voices)
+    source.read()
+    assert [a.voices.mix(), b.voices.mix()] == [frame_of(-300), frame_of(1000)]
     source.remove_call("b")
-    source.push("b", frame_of(5))  # a frame for an ended call goes nowhere
-    source.push("a", frame_of(20))
-    assert source.read() == frame_of(20)
-    assert len(source) == 1
+    assert len(a.voices) == 0  # b's voice is forgotten at once
 
 
-def test_channel_source_is_bounded_when_discord_stops_reading():
+def test_channel_source_survives_a_reader_thread_and_calls_coming_and_going():
     source = ChannelSource()
-    source.add_call("a")
-    for value in range(1000):
-        source.push("a", frame_of(value))
-    first = np.frombuffer(source.read(), dtype="<i2")[0]
-    assert first >= 990  # only the newest few frames were kept
-
-
-def test_channel_source_survives_a_reader_thread_and_a_writer_at_once():
-    source = ChannelSource()
-    source.add_call("a")
     sizes = set()
 
     def reader():
@@ -116,8 +128,11 @@ def test_channel_source_survives_a_reader_thread_and_a_writer_at_once():
 
     thread = threading.Thread(target=reader)
     thread.start()
-    for value in range(2000):
-        source.push("a", frame_of(value % 100))
+    for n in range(2000):
+        feed = Feed(frame_of(n % 100))
+        source.add_call(str(n % 3), feed.take, feed.voices)
+        if n % 5 == 0:
+            source.remove_call(str(n % 3))
     thread.join()
     assert sizes == {FRAME_BYTES}
 
@@ -132,37 +147,49 @@ def test_notification_texts_name_the_caller_and_channel():
     assert "unknown caller" in call_started_text("unknown caller", VOICE)
 
 
+def test_a_call_placed_from_discord_is_a_call_to_its_number():
+    party = "+44 1595 123456 (called by Alice)"
+    assert call_started_text(party, VOICE, outgoing=True) == f"📞 Call to {party} started in <#{VOICE}>."
+    ended = call_ended_text(party, VOICE, 61, outgoing=True)
+    assert ended == f"📴 Call to {party} in <#{VOICE}> ended after 1:01."
+    assert call_busy_text(party, VOICE, outgoing=True).startswith(f"📵 Call to {party} from <#{VOICE}> could not")
+
+
 def test_notifications_cannot_mention_or_format():
     text = call_started_text("@everyone **x**", VOICE)
     assert "@everyone" not in text
     assert "**x**" not in text
 
 
-# ----------------------------------------------------------------------------- the hub, at the fake discord.py boundary
+# ----------------------------------------------------------------------------- the hub, at a fake discord.py boundary
 
 
-async def until(condition, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+def one_bot(**kwargs) -> tuple[DiscordHub, FakeClient, FakeTextChannel]:
+    """One bot that sees VOICE and OTHER_VOICE, in two servers, and the text channel."""
+    text = FakeTextChannel()
+    client = FakeClient(BOT_USER, {VOICE: GUILD, OTHER_VOICE: OTHER_GUILD}, {TEXT: text})
+    hub = DiscordHub([client], TEXT, keeper_interval=0.01, reconnect_grace=0.05, **kwargs)
+    return hub, client, text
 
 
-def hub_with_fake(**kwargs) -> tuple[DiscordHub, FakeClient]:
-    client = FakeClient()
-    return DiscordHub(client, TEXT, keeper_interval=0.01, reconnect_grace=0.05, **kwargs), client
+def playing(client: FakeClient, channel_id: int) -> bool:
+    voice_clients = client.voice[channel_id].voice_clients
+    return bool(voice_clients) and voice_clients[-1].is_playing()
+
+
+def start_of(sid: str) -> Start:
+    return Start(stream_sid=sid, call_sid="CA" + sid[2:], account_sid="AC1", tracks=("inbound",))
 
 
 def test_one_voice_connection_per_channel_and_leaving_with_the_last_call():
     async def scenario():
-        hub, client = hub_with_fake()
+        hub, client, text = one_bot()
         first = DiscordTarget(hub, VOICE, "MZ1", "+441595000010")
         second = DiscordTarget(hub, VOICE, "MZ2", "+441595000011")
         elsewhere = DiscordTarget(hub, OTHER_VOICE, "MZ3", "unknown caller")
         for target in (first, second, elsewhere):
             await target.open()
-        await until(lambda: all(ch.voice_clients and ch.voice_clients[-1].is_playing() for ch in client.voice.values()))
+        await until(lambda: playing(client, VOICE) and playing(client, OTHER_VOICE))
         assert sorted(client.events) == [("join", VOICE), ("join", OTHER_VOICE)]
         assert len(hub.channels[VOICE].source) == 2
 
@@ -175,42 +202,84 @@ def test_one_voice_connection_per_channel_and_leaving_with_the_last_call():
         assert OTHER_VOICE in hub.channels
         await elsewhere.close()
         await until(lambda: not hub.channels)
-        await until(lambda: len(client.text.messages) == 6)
+        await until(lambda: len(text.messages) == 6)
+        assert hub.pool.bots[0].links == {}  # the bot is free in both servers again
         await hub.close()
-        return client
+        return client, text
 
-    client = asyncio.run(scenario())
+    client, text = asyncio.run(scenario())
     assert client.events.count(("join", VOICE)) == 1
-    started = [m for m in client.text.messages if m.startswith("📞")]
-    ended = [m for m in client.text.messages if m.startswith("📴")]
+    started = [m for m in text.messages if m.startswith("📞")]
+    ended = [m for m in text.messages if m.startswith("📴")]
     assert len(started) == len(ended) == 3
     assert f"📞 Call from +441595000010 started in <#{VOICE}>." in started
     assert any("unknown caller" in m and str(OTHER_VOICE) in m for m in ended)
 
 
-def test_the_callers_frames_reach_the_audio_source_discord_reads():
+def test_the_players_read_takes_the_callers_frame_from_the_sessions_own_buffer():
+    """One clock: while discord.py's player reads, it takes each frame from the session's jitter buffer."""
+
     async def scenario():
-        hub, client = hub_with_fake()
-        target = DiscordTarget(hub, VOICE, "MZ1", "+441595000010")
+        hub, client, _ = one_bot()
+        recorded: list[bytes] = []
+        target = DiscordTarget(hub, VOICE, "MZ1", "unknown caller")
+        session = Session(start_of("MZ1"), target, Outbox(), on_tick=lambda s, f: recorded.append(f))
+        target.feed_from(session.take_frame)
         await target.open()
-        await until(lambda: client.voice[VOICE].voice_clients and client.voice[VOICE].voice_clients[0].source)
+        await until(lambda: playing(client, VOICE))
         source = client.voice[VOICE].voice_clients[0].source
-        target.play(frame_of(1234))
-        read = source.read()
+        assert not target.takes_frames()  # the player has not read yet: the session's clock pops
+        session.receive_media(ulaw_encode((8000 * np.sin(np.arange(1600) / 3)).astype(np.int16)))  # 10 frames
+        session.tick()  # prefill: nothing yet
+        expected = [session.jitter._frames[i] for i in range(len(session.jitter))]
+        reads = [source.read() for _ in range(4)]
+        assert target.takes_frames()
+        session.tick()  # the frames the player took are recorded, none popped besides
+        depth = len(session.jitter)
         await target.close()
         await hub.close()
-        return read
+        return expected, reads, recorded, depth
 
-    assert asyncio.run(scenario()) == frame_of(1234)
+    expected, reads, recorded, depth = asyncio.run(scenario())
+    assert reads == expected[:4]  # in order, none lost or doubled between two clocks
+    assert recorded[1:] == reads  # the recording has what Discord was given
+    assert depth == len(expected) - 4
+
+
+def test_what_the_channel_says_comes_back_to_the_caller():
+    """A member's frames, delivered by the channel's receiver, reach Twilio as media messages."""
+
+    async def scenario():
+        hub, client, _ = one_bot()
+        outbox = Outbox()
+        target = DiscordTarget(hub, VOICE, "MZ1", "unknown caller")
+        session = Session(start_of("MZ1"), target, outbox)
+        target.feed_from(session.take_frame)
+        await target.open()
+        await until(lambda: playing(client, VOICE))
+        link = hub.channels[VOICE]
+        for _ in range(10):
+            link.deliver(4321, frame_of(8000))  # the receiver's thread does this, one frame each 20 ms
+            session.tick()
+        messages = [json.loads(await outbox.get()) for _ in range(len(outbox))]
+        await target.close()
+        await hub.close()
+        return messages
+
+    messages = asyncio.run(scenario())
+    assert len(messages) == 10  # one media message per tick
+    assert {m["streamSid"] for m in messages} == {"MZ1"}
+    levels = [int(np.abs(ulaw_decode(base64.b64decode(m["media"]["payload"]))).max()) for m in messages]
+    assert min(levels[1:]) > 7000  # the member at once, through the filter and down to 8 kHz mu-law
 
 
 def test_a_dropped_voice_connection_is_made_again_and_playback_resumes():
     async def scenario():
-        hub, client = hub_with_fake()
+        hub, client, _ = one_bot()
         target = DiscordTarget(hub, VOICE, "MZ1", "+441595000010")
         await target.open()
         channel = client.voice[VOICE]
-        await until(lambda: channel.voice_clients and channel.voice_clients[0].is_playing())
+        await until(lambda: playing(client, VOICE))
         channel.voice_clients[0].connected = False  # the network went away and stayed away
         await until(lambda: len(channel.voice_clients) == 2 and channel.voice_clients[1].is_playing())
         assert channel.voice_clients[0].disconnected
@@ -225,20 +294,17 @@ def test_a_dropped_voice_connection_is_made_again_and_playback_resumes():
     assert channel.voice_clients[1].disconnected
 
 
-def test_a_failed_join_is_retried():
-    async def scenario():
-        hub, client = hub_with_fake()
-        client.voice[VOICE].failures = 1
-        import shetphone.bridge.targets.discord as module
+def test_a_failed_join_is_retried(monkeypatch):
+    from shetphone.bridge.targets.discord import hub as hub_module
 
-        module_backoff = module.BACKOFF_FIRST
-        module.BACKOFF_FIRST = 0.01
-        try:
-            target = DiscordTarget(hub, VOICE, "MZ1", "x")
-            await target.open()
-            await until(lambda: client.voice[VOICE].voice_clients)
-        finally:
-            module.BACKOFF_FIRST = module_backoff
+    monkeypatch.setattr(hub_module, "BACKOFF_FIRST", 0.01)
+
+    async def scenario():
+        hub, client, _ = one_bot()
+        client.voice[VOICE].failures = 1
+        target = DiscordTarget(hub, VOICE, "MZ1", "x")
+        await target.open()
+        await until(lambda: client.voice[VOICE].voice_clients)
         await target.close()
         await hub.close()
         return client
@@ -249,8 +315,8 @@ def test_a_failed_join_is_retried():
 
 def test_a_text_channel_that_cannot_be_found_does_not_end_the_call():
     async def scenario():
-        client = FakeClient()
-        hub = DiscordHub(client, 999999999999999999, keeper_interval=0.01)
+        client = FakeClient(BOT_USER, {VOICE: GUILD})
+        hub = DiscordHub([client], 999999999999999999, keeper_interval=0.01)
         target = DiscordTarget(hub, VOICE, "MZ1", "x")
         await target.open()
         await until(lambda: client.voice[VOICE].voice_clients)
@@ -259,93 +325,82 @@ def test_a_text_channel_that_cannot_be_found_does_not_end_the_call():
         return client
 
     client = asyncio.run(scenario())
-    assert client.text.messages == []
     assert ("join", VOICE) in client.events
 
 
-def test_a_session_with_a_discord_target_feeds_the_channel_every_tick():
-    """Session -> jitter buffer -> DiscordTarget -> ChannelSource, driven tick by tick."""
-
+def test_a_bot_discord_refused_is_left_out_and_the_others_serve(monkeypatch):
     async def scenario():
-        hub, _client = hub_with_fake()
-        start = Start(stream_sid="MZ1", call_sid="CA1", account_sid="AC1", tracks=("inbound",))
-        target = DiscordTarget(hub, VOICE, "MZ1", "unknown caller")
-        session = Session(start, target, Outbox(), prefill_frames=1)
+        refused = FakeClient(BOT_USER, {VOICE: GUILD})
+        good = FakeClient(BOT_USER + 1, {VOICE: GUILD})
+
+        async def start_refused(token: str) -> None:
+            raise discord.LoginFailure("Improper token has been passed.")
+
+        async def start_good(token: str) -> None:
+            await asyncio.Event().wait()  # logged in, until closed
+
+        refused.start, good.start = start_refused, start_good
+        refused.close = good.close = lambda: asyncio.sleep(0)
+        hub = DiscordHub([refused, good], None, keeper_interval=0.01)
+        hub.start(["token-1", "token-2"])
+        await until(lambda: hub.pool.bots[0].refused)
+        refused.ready = True  # even if discord.py said so, a refused bot never serves
+        target = DiscordTarget(hub, VOICE, "MZ1", "x")
         await target.open()
-        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(1600) / 8000)).astype(np.int16)
-        from shetphone.bridge.audio import ulaw_encode
-
-        session.receive_media(ulaw_encode(tone))  # 200 ms at once
-        source = hub.channels[VOICE].source
-        reads = []
-        for _ in range(10):
-            session.tick()
-            reads.append(source.read())
-        await session.close()
+        await until(lambda: good.voice[VOICE].voice_clients)
+        await target.close()
         await hub.close()
-        return reads
+        return refused, good
 
-    reads = asyncio.run(scenario())
-    assert all(len(r) == FRAME_BYTES for r in reads)
-    assert sum(r != SILENCE_FRAME for r in reads) >= 8
-
-
-def test_a_standing_backlog_in_the_channel_source_is_trimmed_away():
-    source = ChannelSource()
-    source.add_call("a")
-    for value in range(3):  # the player started late: three frames wait
-        source.push("a", frame_of(value))
-    for value in range(3, 60):
-        source.push("a", frame_of(value))
-        newest = source.read()
-    assert newest == frame_of(59)  # nothing waits any more: the frame pushed is the frame read
-    assert source.trimmed == 3
+    refused, good = asyncio.run(scenario())
+    assert refused.events == [] and ("join", VOICE) in good.events
 
 
-class ClockedSink(EchoTarget):
-    """A target whose sink reads every 20 ms at a fixed phase, like discord.py's player."""
-
-    def __init__(self, phase: float) -> None:
-        super().__init__()
-        self.phase = phase
-        self.now = 0.0
-
-    def next_read_at(self) -> float | None:
-        reads_so_far = (self.now - self.phase) // 0.02
-        return self.phase + (reads_so_far + 1) * 0.02
+# ----------------------------------------------------------------------------- the session
 
 
-@pytest.mark.parametrize("phase", [0.0, 0.004, 0.013, 0.0199])
-def test_the_session_clock_locks_just_before_the_sinks_reads(phase):
-    sink = ClockedSink(phase)
-    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), sink, Outbox())
-    next_tick = 1000.0
-    for _ in range(60):  # the clock's own arithmetic, without waiting for real time
-        sink.now = next_tick
-        next_tick += TICK + session._phase_error(next_tick + TICK) * PHASE_GAIN
-    offset = (phase - next_tick) % TICK  # how long before a read the tick comes
-    assert abs(offset - SINK_LEAD) < 0.0002
-
-
-def test_without_a_clocked_sink_the_session_keeps_its_own_phase():
-    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), EchoTarget(), Outbox())
-    assert session._phase_error(123.456) == 0.0
-
-
-def test_a_queue_deeper_than_the_prefill_is_trimmed_back_to_it():
+def test_a_queue_deeper_than_it_needs_is_trimmed_to_the_frame_each_tick_takes():
     """After a burst the caller's audio would lag for the rest of the call; the session catches up."""
-    from shetphone.bridge.audio import ulaw_encode
-
-    session = Session(Start("MZ1", "CA1", "AC1", ("inbound",)), EchoTarget(), Outbox())
+    session = Session(start_of("MZ1"), EchoTarget(), Outbox())
     chunk = ulaw_encode((3000 * np.sin(np.arange(160))).astype(np.int16))
     for _ in range(7):  # a burst: seven frames at once
         session.receive_media(chunk)
     depths = []
-    for _ in range(400):  # then one frame per tick, as the network delivers them
+    for _ in range(600):  # then one frame per tick, as the network delivers them
         session.receive_media(chunk)
         session.tick()
         depths.append(len(session.jitter))
     assert depths[0] == 7
-    assert depths[-1] <= session.jitter.prefill_frames
-    assert session.trimmed == 7 - session.jitter.prefill_frames + 1
+    assert depths[6 * BACKLOG_TICKS_BEFORE_TRIM] == 1  # the backlog is gone one frame a second...
+    assert depths[-1] == 0  # ...then, after calm seconds, the last standing frame too
+    assert session.trimmed == 7
     assert session.jitter.underruns == 0
+
+
+class LastWords(EchoTarget):
+    """A target with two frames to say, then the call ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words = [frame_of(5000), frame_of(5000)]
+
+    def returned(self) -> bytes | None:
+        return self.words.pop(0) if self.words else None
+
+    def hangup(self) -> str | None:
+        return None if self.words else "said all"
+
+
+def test_a_target_that_ends_the_call_is_heard_out_then_marked_and_hung_up():
+    async def scenario():
+        outbox = Outbox()
+        reasons: list[str] = []
+        session = Session(start_of("MZ1"), LastWords(), outbox, on_hangup=reasons.append)
+        for _ in range(5):
+            session.tick()
+        return [json.loads(await outbox.get()) for _ in range(len(outbox))], reasons
+
+    messages, reasons = asyncio.run(scenario())
+    assert [m["event"] for m in messages] == ["media", "media", "mark"]
+    assert messages[-1] == {"event": "mark", "streamSid": "MZ1", "mark": {"name": "hangup"}}
+    assert reasons == ["said all"]  # once, however many ticks follow

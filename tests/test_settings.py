@@ -72,6 +72,17 @@ def test_the_bridge_limits_default_to_100_calls_of_240_minutes(team_files):
     assert (bridge.max_calls, bridge.max_call_minutes) == (3, 60)
 
 
+def test_calls_from_discord_are_off_until_call_from_is_set_and_nobody_may_place_them_without_roles(team_files):
+    bridge = load(team_files).bridge
+    assert (bridge.call_from, bridge.call_role_ids) == (None, frozenset())
+    listen = "listen = 127.0.0.1:5001"
+    replace_in_ini(team_files, listen, f"{listen}\ncall_roles = 423456789012345678, 523456789012345678\n"
+                   "call_from = +441595000002")
+    bridge = load(team_files).bridge
+    assert bridge.call_from == "+441595000002"
+    assert bridge.call_role_ids == frozenset({423456789012345678, 523456789012345678})
+
+
 def test_inline_comments_and_lists_with_commas(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds\nallowed_countries = gb, IE  ; two")
     settings = load(team_files)
@@ -101,6 +112,28 @@ def test_environment_wins_over_dotenv(team_files):
     settings = load(team_files)
     assert settings.twilio.app_sid == team_files.environ["TWILIO_APP_SID"]
     assert settings.discord_bot_token == "from-dotenv"
+
+
+def test_discord_bot_tokens_are_a_pool_and_a_single_token_is_a_pool_of_one(team_files):
+    assert load(team_files).discord_bot_tokens == ()
+    team_files.environ["DISCORD_BOT_TOKEN"] = "solo"
+    assert load(team_files).discord_bot_tokens == ("solo",)
+    team_files.environ["DISCORD_BOT_TOKENS"] = " first , second,third "
+    assert load(team_files).discord_bot_tokens == ("first", "second", "third", "solo")
+    team_files.environ["DISCORD_BOT_TOKEN"] = "second"  # already in the pool: not twice
+    assert load(team_files).discord_bot_tokens == ("first", "second", "third")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "what"),
+    [("a,,b", "entry 2 is empty"), ("a,b,", "entry 3 is empty"), ("a,b,a", "entry 3 repeats entry 1")],
+)
+def test_a_bad_discord_bot_tokens_list_is_one_clear_line(team_files, tokens, what):
+    team_files.environ["DISCORD_BOT_TOKENS"] = tokens
+    error = error_for(team_files)
+    assert error.where == "DISCORD_BOT_TOKENS"
+    assert error.what.startswith(what)
+    assert tokens not in str(error)  # a token is a secret: never in the message
 
 
 def test_missing_twilio_variables_are_named(team_files):
@@ -153,6 +186,12 @@ def test_secret_key_is_generated_once_with_mode_0600(team_files):
          "out of range"),
         ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\nmax_call_minutes = long",
          "[shetphone:bridge] max_call_minutes", "whole number"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_roles = 423456789012345678 admins",
+         "[shetphone:bridge] call_roles", "'admins' is not a Discord role ID"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = 01595 000002",
+         "[shetphone:bridge] call_from", "E.164"),
+        ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = +441595000009",
+         "[shetphone:bridge] call_from", "+441595000009 is not a number of [shetphone:numbers]"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):

@@ -5,9 +5,13 @@ Each test names the Twilio behaviour it checks; the stand-in's docstring cites t
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import requests
 from conftest import PUBLIC_URL, live_login, login, make_team_files, start_server
@@ -365,3 +369,81 @@ def test_wait_until_wakes_when_a_rest_request_changes_the_model(standin):
     assert standin.calls_to(CALLER)[0].from_ == TEAM
     with pytest.raises(AssertionError, match=r"not within 0\.1 s: never"):
         standin.wait_until(lambda: False, "never", timeout=0.1)
+
+
+# ------------------------------------------------------------------ <Connect><Stream>
+
+
+class StreamEnd:
+    """A websocket server standing in for the bridge: records what Twilio's side sends, then acts as told."""
+
+    def __init__(self, close_after_start: bool) -> None:
+        self.close_after_start = close_after_start
+        self.messages: list[dict] = []
+        self.signatures: list[str | None] = []
+        self.paths: list[str] = []
+        self.port = 0
+        self._ready = threading.Event()
+        threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True).start()
+        assert self._ready.wait(10)
+
+    async def _serve(self) -> None:
+        from websockets.asyncio.server import serve
+
+        async def handle(websocket) -> None:
+            self.signatures.append(websocket.request.headers.get("X-Twilio-Signature"))
+            self.paths.append(websocket.request.path)
+            async for raw in websocket:
+                message = json.loads(raw)
+                self.messages.append(message)
+                if message["event"] == "start":
+                    await websocket.send(json.dumps({"event": "mark", "streamSid": message["streamSid"],
+                                                     "mark": {"name": "played"}}))
+                if message["event"] == "mark" and self.close_after_start:
+                    await websocket.close(1000, "done")
+
+        async with serve(handle, "127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await asyncio.Event().wait()
+
+    def events(self) -> list[str]:
+        return [m["event"] for m in self.messages]
+
+
+def test_a_connect_stream_opens_a_signed_media_stream_whose_end_ends_the_call(standin):
+    end = StreamEnd(close_after_start=True)
+    standin.stream_to(lambda url: f"ws://127.0.0.1:{end.port}{urlsplit(url).path}")
+    document = twiml.media_stream("wss://phone.example.test/media/stream", {"target": "echo", "auth": "v1.x"})
+    created = rest(standin, "POST", "Calls.json", To=CALLER, From=TEAM, Twiml=document, StatusCallback=STATUS).json()
+    standin.answer(created["sid"])
+    call = standin.call(created["sid"])
+    (stream,) = call.streams
+    assert stream.closed.wait(10)
+    assert end.paths == ["/media/stream"]
+    assert RequestValidator(standin.auth_token).validate("wss://phone.example.test/media/stream", {},
+                                                         end.signatures[0])
+    assert end.events() == ["connected", "start", "mark"]  # the mark echoed once "played"
+    start = end.messages[1]["start"]
+    assert (start["callSid"], start["accountSid"]) == (call.sid, standin.account_sid)
+    assert start["customParameters"] == {"target": "echo", "auth": "v1.x"}
+    assert (stream.close_code, stream.close_reason) == (1000, "done")
+    # Nothing after <Connect>: the call ends when its stream does.
+    assert call.status == "completed"
+
+
+def test_a_call_that_ends_tells_its_stream_stop(standin):
+    end = StreamEnd(close_after_start=False)
+    standin.stream_to(lambda url: f"ws://127.0.0.1:{end.port}{urlsplit(url).path}")
+    document = twiml.media_stream("wss://phone.example.test/media/stream", {"target": "echo"})
+    created = rest(standin, "POST", "Calls.json", To=CALLER, From=TEAM, Twiml=document).json()
+    standin.answer(created["sid"])
+    (stream,) = standin.call(created["sid"]).streams
+    assert stream.started.wait(10)
+    stream.play(np.full(1600, 1000, dtype=np.int16))  # 200 ms of the caller
+    rest(standin, "POST", f"Calls/{created['sid']}.json", Status="completed")
+    assert stream.closed.wait(10)
+    events = end.events()
+    assert events[:2] == ["connected", "start"] and events[-1] == "stop"
+    assert sorted(events[2:-1]) == ["mark", *["media"] * 10]  # the echoed mark comes whenever it was "played"
+    assert standin.call(created["sid"]).status == "completed"

@@ -64,6 +64,16 @@ Where each behaviour comes from (Twilio's documentation):
   (https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file).
 - Every request to the app is signed: ``X-Twilio-Signature`` over the full URL and
   the POST fields (https://www.twilio.com/docs/usage/security#validating-requests).
+- ``<Connect><Stream url>`` (https://www.twilio.com/docs/voice/twiml/stream,
+  https://www.twilio.com/docs/voice/media-streams/websocket-messages): with
+  :meth:`TwilioStandIn.stream_to`, a websocket to the URL, its upgrade signed like a
+  request without parameters; ``connected``, then ``start`` with the call's
+  ``callSid``, the account and the ``<Parameter>``s as ``customParameters``; the test
+  plays the caller's ``media``; a ``mark`` the far side sends is echoed back once the
+  audio before it has played (here: at once). The call waits in ``<Connect>`` while
+  the websocket is open; when the far side closes it, the TwiML after ``<Connect>``
+  runs (none: the call ends, completed); when the call ends, ``stop`` is sent and the
+  websocket closed.
 
 Nothing happens by the clock: a call rings until the test says ``answer``, ``no_answer``,
 ``busy`` or ``hang_up`` (``timeout`` and ``Timeout`` are only recorded).
@@ -80,7 +90,9 @@ from a thread as they come (for a live server); :meth:`wait_idle` waits for quie
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import re
 import secrets
@@ -170,6 +182,7 @@ class Call:
     timeout: int = 60
     twiml_on_answer: str | None = None  # for calls created by the Calls resource
     url_on_answer: str | None = None
+    streams: list[MediaStream] = field(default_factory=list)  # every <Connect><Stream> it ran (stream_to)
 
     @property
     def active(self) -> bool:
@@ -270,6 +283,7 @@ class TwilioStandIn:
         self._while_answering: list[tuple[re.Pattern | None, Callable[[], None]]] = []
         self._failures: list[list] = []  # [path pattern, method, failure, matches still to let through]
         self._callbacks = None
+        self._stream_to: Callable[[str], str] | None = None
         self.public_url = ""
         self.voice_path = "/voice"
         self._lock = threading.RLock()
@@ -297,6 +311,10 @@ class TwilioStandIn:
         self._callbacks = callbacks
         self.public_url = public_url.rstrip("/")
         self.voice_path = voice_path
+
+    def stream_to(self, local_url: Callable[[str], str]) -> None:
+        """Open the Media Streams of ``<Connect><Stream>`` as Twilio would, at ``local_url(the TwiML's url)``."""
+        self._stream_to = local_url
 
     def stop(self) -> None:
         with self._lock:
@@ -617,6 +635,8 @@ class TwilioStandIn:
         call.ended_at = self.clock()
         call.program = []
         call.recording = None
+        for stream in call.streams:
+            stream.stop()  # Twilio tells the stream the call is over, and closes it
         if call.conference_sid:
             self._leave(call, "participant_hung_up", status, go_on=False)
         if call.participant is not None:
@@ -697,11 +717,25 @@ class TwilioStandIn:
             elif verb.tag == "Connect":
                 call.heard.append("stream:" + ",".join(s.get("url", "") for s in verb.iter("Stream")))
                 call.recording = None
-                call.program = []
                 call.dial = Dial(action=None)  # streaming: it waits until hung up or redirected
+                if self._stream_to is not None:
+                    for element in verb.iter("Stream"):
+                        parameters = {p.get("name", ""): p.get("value", "") for p in element.iter("Parameter")}
+                        url = element.get("url", "")
+                        call.streams.append(MediaStream(self, call, url, self._stream_to(url), parameters))
+                else:
+                    call.program = []
                 return
             else:
                 raise AssertionError(f"the stand-in does not run <{verb.tag}>")
+
+    def _stream_over(self, call: Call, stream: MediaStream) -> None:
+        """The far side closed a stream: the call goes on after its <Connect>."""
+        with self._lock:
+            if call.active and stream in call.streams and call.dial is not None and not call.dial.children:
+                call.streams.remove(stream)
+                call.dial = None
+                self._step(call)
 
     def _pick_up(self, call: Call) -> None:
         if call.status == "ringing" and call.direction == "inbound":
@@ -1050,6 +1084,86 @@ class TwilioStandIn:
         if status == 206:
             headers["Content-Range"] = f"bytes {first}-{last}/{len(audio)}"
         return status, body, headers
+
+
+class MediaStream:
+    """A Media Stream the stand-in opened for ``<Connect><Stream>``: Twilio's side, in a thread of its own.
+
+    It speaks through ``bridge_helpers.TwilioStream`` (imported when a stream opens),
+    the tests' one client of the Media Streams protocol.
+    """
+
+    def __init__(self, standin: TwilioStandIn, call: Call, url: str, local_url: str,
+                 parameters: Mapping[str, str]) -> None:
+        self.url = url
+        self.parameters = dict(parameters)
+        self.stream_sid = new_sid("MZ")
+        self.received: list[dict] = []  # the far side's messages, in order
+        self.started = threading.Event()  # start sent
+        self.closed = threading.Event()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._standin, self._call, self._local_url = standin, call, local_url
+        self._signature = RequestValidator(standin.auth_token).compute_signature(url, {})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = None  # bridge_helpers.TwilioStream, once connected
+        self._stopping = False
+        threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True, name=f"stream {self.stream_sid}").start()
+
+    def media(self) -> list[bytes]:
+        """The payloads of the far side's media messages (mu-law)."""
+        return [base64.b64decode(m["media"]["payload"]) for m in self.received if m.get("event") == "media"]
+
+    def play(self, samples, timeout: float = 30) -> None:
+        """The caller speaks: 8 kHz int16 samples as 20 ms media messages, at real-time pace."""
+        assert self.started.wait(timeout), "the stream did not start"
+        assert self._loop is not None and self._client is not None
+        asyncio.run_coroutine_threadsafe(self._client.play(samples), self._loop).result(timeout)
+
+    def stop(self) -> None:
+        """The call is over: ``stop``, then the websocket closed (without waiting)."""
+        self._stopping = True
+        if self._loop is not None and not self.closed.is_set():
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
+
+    async def _stop(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.stop()
+                await self._client.ws.close()
+
+    async def _run(self) -> None:
+        from bridge_helpers import TwilioStream
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, WebSocketException
+
+        self._loop = asyncio.get_running_loop()
+        parameters = dict(self.parameters)
+        target = parameters.pop("target", "")
+        auth = parameters.pop("auth", "")
+        try:
+            async with connect(self._local_url, additional_headers={"X-Twilio-Signature": self._signature},
+                               open_timeout=10) as websocket:
+                client = TwilioStream(websocket, self.stream_sid, self._call.sid)
+                await client.connected()
+                await client.start(target, auth=auth, account_sid=self._standin.account_sid, **parameters)
+                self._client = client
+                self.started.set()
+                if self._stopping:
+                    await self._stop()
+                with contextlib.suppress(ConnectionClosed):
+                    async for raw in websocket:
+                        message = json.loads(raw)
+                        self.received.append(message)
+                        if message.get("event") == "mark":
+                            await client.mark(message["mark"]["name"])
+                self.close_code, self.close_reason = websocket.close_code, websocket.close_reason
+        except (OSError, TimeoutError, WebSocketException) as exc:  # refused, or unreachable
+            self.close_reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.closed.set()
+            if not self._stopping:
+                self._standin._stream_over(self._call, self)
 
 
 def _bool(value: bool) -> str:

@@ -12,10 +12,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..settings import ConfigError, Settings, load_settings
 from .replay import FILE_NAME, ReplayGuard
+
+if TYPE_CHECKING:
+    from .placing import CallPlacer, PlacedCalls
 
 log = logging.getLogger("shetphone.bridge")
 
@@ -62,23 +67,63 @@ def open_replay_guard(directory: Path) -> ReplayGuard:
         raise ConfigError(where, "", f"cannot be opened: {exc.strerror or exc}") from None
 
 
+def call_placer(
+    settings: Settings, placed: PlacedCalls, calls_to: Callable[[str], list[tuple[str, str]]]
+) -> CallPlacer:
+    """/call's placer: the outgoing-call policy of the settings, call_from, Twilio's REST API."""
+    from ..dialing import DialPolicy
+    from ..directory import Directory
+    from ..twilio_rest import TwilioRest
+    from .placing import CallPlacer, PlacerConfig
+    from .server import MEDIA_PATH
+
+    assert settings.bridge.call_from is not None
+    team_numbers = Directory(settings.numbers, settings.clients).team_numbers()
+    config = PlacerConfig(
+        call_from=settings.bridge.call_from,
+        policy=DialPolicy.configured(settings.allowed_countries, settings.allow_premium, team_numbers),
+        stream_url=f"wss://{settings.public_host}{MEDIA_PATH}",
+        status_url=f"{settings.public_url}/voice/status",
+    )
+    rest = TwilioRest(settings.twilio.account_sid, settings.twilio.auth_token, settings.twilio_api_base)
+    return CallPlacer(config, rest, placed, calls_to)
+
+
 async def serve(settings: Settings, record_dir: Path | None, replay: ReplayGuard) -> int:
     # Imported once the configuration is known to be good: numpy, discord.py and
     # websockets take a while to load, and a mistake should be reported at once.
+    from .placing import PlacedCalls
     from .server import MEDIA_PATH, Bridge, BridgeConfig, make_targets
     from .targets.discord import DiscordHub
+    from .targets.discord.commands import CallCommands
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    placed = PlacedCalls(settings.secret_key)
+    bridge: Bridge | None = None
     hub = None
-    if settings.discord_bot_token:
-        hub = DiscordHub.with_bot(settings.bridge.text_channel)
-        hub.start(settings.discord_bot_token)
+    tokens = settings.discord_bot_tokens
+    if tokens:
+        commands = None
+        if settings.bridge.call_from is not None:
+            placer = call_placer(settings, placed, lambda target: bridge.calls_to(target) if bridge else [])
+            commands = CallCommands(placer, settings.bridge.call_role_ids, all_busy=lambda c: hub.all_busy(c))
+            log.info(
+                "/call and /hangup: calls from %s, for %d role(s) of call_roles",
+                settings.bridge.call_from, len(settings.bridge.call_role_ids),
+            )
+        hub = DiscordHub.with_bots(
+            len(tokens), settings.bridge.text_channel, commands=commands.install if commands else None
+        )
+        hub.start(tokens)
+        log.info("%d Discord bot(s): at most %d calls into different channels of one server", len(tokens), len(tokens))
     else:
-        log.warning("DISCORD_BOT_TOKEN is not set: only echo streams will be served")
+        log.warning("neither DISCORD_BOT_TOKENS nor DISCORD_BOT_TOKEN is set: only echo streams will be served")
+        if settings.bridge.call_from is not None:
+            log.warning("call_from is set, but without a Discord bot nobody can use /call")
 
     config = BridgeConfig(
         settings.twilio.auth_token,
@@ -90,7 +135,7 @@ async def serve(settings: Settings, record_dir: Path | None, replay: ReplayGuard
         max_calls=settings.bridge.max_calls,
         max_call_seconds=settings.bridge.max_call_minutes * 60,
     )
-    bridge = Bridge(config, make_targets(hub), replay=replay)
+    bridge = Bridge(config, make_targets(hub), replay=replay, placed=placed)
     host, port = settings.bridge.host, settings.bridge.port
     try:
         await bridge.start(host, port)

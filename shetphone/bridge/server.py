@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..stream_auth import StreamAuthError, verify
+from .placing import PLACED_PARAMETER, PlacedCalls
 from .protocol import (
     MAX_MESSAGE_CHARS,
     Connected,
@@ -43,7 +44,7 @@ from .protocol import (
     parse_target,
 )
 from .replay import ReplayGuard
-from .session import Outbox, Session
+from .session import HANGUP_MARK, Outbox, Session
 from .targets import Target
 from .targets.discord import DiscordHub, DiscordTarget
 from .targets.echo import EchoTarget
@@ -69,6 +70,9 @@ WRITE_LIMIT_BYTES = 8 * 1024
 # A peer that does not answer our close frame is not waited for long: shutdown
 # (SIGTERM) should be quick, and the sessions are already over by then.
 CLOSE_TIMEOUT = 2.0
+# A target that ends the call (its last words sent) waits this long at most for
+# Twilio to echo the mark that says they were played.
+HANGUP_PLAYED_TIMEOUT = 5.0
 
 # A stream that sends no media for this long is dead, or not Twilio (which
 # sends 20 ms every 20 ms, silence included): end it.
@@ -110,8 +114,10 @@ def make_targets(hub: DiscordHub | None) -> TargetFactory:
         if spec.kind == "echo":
             return EchoTarget()
         if hub is None or spec.channel_id is None:
-            raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKEN, which is not set")
-        return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller)
+            raise TargetUnavailable(f"target {spec} needs DISCORD_BOT_TOKENS (or DISCORD_BOT_TOKEN), which is not set")
+        # The server admits a "placed" stream only for a call it placed itself (placing.py).
+        outgoing = PLACED_PARAMETER in start.custom_parameters
+        return DiscordTarget(hub, spec.channel_id, start.stream_sid, caller, outgoing=outgoing)
 
     return make_target
 
@@ -126,20 +132,27 @@ class Bridge:
         *,
         on_tick: Callable[[Session, bytes], None] | None = None,
         replay: ReplayGuard | None = None,
+        placed: PlacedCalls | None = None,
     ) -> None:
         self.config = config
         self.make_target = make_target or make_targets(None)
         self.on_tick = on_tick
         # Owned: closed by stop(). In memory only unless given one with a file.
         self.replay = replay if replay is not None else ReplayGuard()
+        # The calls the bridge placed itself (/call), whose streams it lets in; none without.
+        self.placed = placed if placed is not None else PlacedCalls(config.secret_key)
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self._validator = RequestValidator(config.auth_token)
         self.connections: set[_Stream] = set()  # every websocket being served, started or not
 
     def target_allowed(self, target: str) -> bool:
-        """May a stream name ``target``? (The configured targets; the hook for other sources of calls.)"""
+        """May a stream that the bridge did not place name ``target``? (The configured targets.)"""
         return target in self.config.allowed_targets
+
+    def calls_to(self, target: str) -> list[tuple[str, str]]:
+        """The (CallSid, other party) of every stream into ``target`` now, for /hangup."""
+        return [(s.call_sid, s.caller) for s in self.sessions.values() if s.target_name == target]
 
     # ----------------------------------------------------------------- the upgrade
 
@@ -233,6 +246,8 @@ class _Stream:
         self._watchdog: asyncio.Task[None] | None = None
         self._starting = False
         self._ended = False
+        self._hangup: asyncio.Task[None] | None = None
+        self._played = asyncio.Event()  # Twilio echoed HANGUP_MARK
 
     async def run(self) -> None:
         self._watchdog = asyncio.create_task(self._watch(), name=f"watchdog {self._name}")
@@ -304,6 +319,8 @@ class _Stream:
                 return True
             case Mark():
                 log.debug("%s: mark %r played", self._name, message.name)
+                if message.name == HANGUP_MARK:
+                    self._played.set()
                 return True
             case Stop():
                 # The session ends (recording finalised) before the websocket closes.
@@ -326,8 +343,9 @@ class _Stream:
     async def _check_and_open(self, start: Start) -> bool:
         """Every check a start must pass, then its session; a refused stream reaches no target."""
         bridge, config = self.bridge, self.bridge.config
-        caller = start.custom_parameters.get("from") or "unknown caller"
-        target_text = start.custom_parameters.get("target")
+        parameters = start.custom_parameters
+        caller = parameters.get("from") or "unknown caller"
+        target_text = parameters.get("target")
         try:
             spec = parse_target(target_text)
         except ProtocolError as exc:
@@ -335,12 +353,21 @@ class _Stream:
         assert target_text is not None
         if start.account_sid != config.account_sid:
             return await self._refuse(CLOSE_POLICY, f"accountSid {start.account_sid or '(none)'} is not ours")
-        if not bridge.target_allowed(target_text):
-            return await self._refuse(CLOSE_POLICY, f"target {spec} is not configured")
+        placed = None
         try:
-            grant = verify(config.secret_key, start.custom_parameters.get("auth"), start.call_sid, target_text)
+            if (placed_id := parameters.get(PLACED_PARAMETER)) is not None:
+                # A call the bridge placed (/call): its own record admits that call to that target only.
+                auth = parameters.get("auth")
+                placed, grant = await bridge.placed.admit(placed_id, start.call_sid, target_text, auth)
+                caller = placed.party
+            elif not bridge.target_allowed(target_text):
+                return await self._refuse(CLOSE_POLICY, f"target {spec} is not configured")
+            else:
+                grant = verify(config.secret_key, parameters.get("auth"), start.call_sid, target_text)
         except StreamAuthError as exc:
             return await self._refuse(CLOSE_POLICY, str(exc))
+        if self._ended:  # the peer went away while a placed call's CallSid was awaited
+            return False
         if start.stream_sid in bridge.sessions:
             return await self._refuse(CLOSE_POLICY, f"stream {start.stream_sid} is already running")
         try:
@@ -352,6 +379,8 @@ class _Stream:
             return await self._refuse(CLOSE_UNAVAILABLE, "cannot record the stream's auth as used")
         if not fresh:
             return await self._refuse(CLOSE_POLICY, "the 'auth' stream parameter was used already")
+        if placed is not None:
+            bridge.placed.streaming(placed)
         if self._ended:  # the peer went away while the claim was written
             return False
         if start.stream_sid in bridge.sessions:
@@ -369,7 +398,9 @@ class _Stream:
                 recorder = WavRecorder.for_call(config.record_dir, start.call_sid, start.stream_sid)
             except OSError as exc:
                 log.error("stream %s: cannot record into %s: %s", start.stream_sid, config.record_dir, exc)
-        session = Session(start, target, self.outbox, recorder, on_tick=bridge.on_tick)
+        session = Session(
+            start, target, self.outbox, recorder, caller=caller, on_tick=bridge.on_tick, on_hangup=self._hang_up
+        )
         self.session = session
         bridge.sessions[start.stream_sid] = session
         self._ends_at = self._loop.time() + config.max_call_seconds
@@ -377,6 +408,19 @@ class _Stream:
         self._sender = asyncio.create_task(self._send_outbox(), name=f"sender {start.stream_sid}")
         await session.open()
         return True
+
+    def _hang_up(self, reason: str) -> None:
+        """The target ended the call: close the stream once Twilio has played its last words."""
+        if self._hangup is None:
+            self._hangup = asyncio.create_task(self._close_when_played(reason), name=f"hangup {self._name}")
+
+    async def _close_when_played(self, reason: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._played.wait(), HANGUP_PLAYED_TIMEOUT)
+        log.info("%s: ended by its target: %s", self._name, reason)
+        self._close_code, self._close_reason = CLOSE_NORMAL, reason[:120]
+        # <Connect><Stream> ends with the websocket, and with it the call.
+        await self.websocket.close(CLOSE_NORMAL, reason[:120])
 
     async def _refuse(self, code: int, reason: str) -> bool:
         log.error("%s: stream refused: %s", self._name, reason)
@@ -413,6 +457,8 @@ class _Stream:
             self._watchdog.cancel()
         if self._sender is not None:
             self._sender.cancel()
+        if self._hangup is not None:
+            self._hangup.cancel()  # waiting for a mark that no longer matters; _end closes below
         session, self.session = self.session, None
         if session is not None:
             if self.bridge.sessions.get(session.stream_sid) is session:
