@@ -66,6 +66,9 @@ def create_app(
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Our own name and path: never sent to, nor overwritten by, another app on the host.
+        SESSION_COOKIE_NAME="shetphone_session",
+        SESSION_COOKIE_PATH=settings.public_path,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,

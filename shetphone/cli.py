@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -12,6 +14,8 @@ from flask.cli import AppGroup
 from .settings import KEYS, ConfigError, Key, Settings
 from .store import Store, StoreError, Upgrade
 from .users import load_users, remove_user, set_password
+
+T = TypeVar("T")
 
 users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
 db = AppGroup("db", help="The database: its schema (the start upgrades it too).")
@@ -32,6 +36,18 @@ def register_commands(app: Flask, settings: Settings | None = None,
         click.echo(f"Error: {message}", err=True)
         sys.exit(1)
 
+    def with_store(work: Callable[[Store], T]) -> T:
+        """``work`` on the running app's store, or (the app could not start) on one opened for it."""
+        if settings is None:
+            from . import current_team
+
+            return work(current_team().store)
+        store = Store(settings.database_url, keep_days=settings.keep_days, session_hours=settings.session_hours)
+        try:
+            return work(store)
+        finally:
+            store.close()
+
     @users.command("add")
     @click.argument("name")
     @click.password_option(prompt="Password", confirmation_prompt=True)
@@ -49,7 +65,7 @@ def register_commands(app: Flask, settings: Settings | None = None,
     @users.command("remove")
     @click.argument("name")
     def remove(name: str) -> None:
-        """Remove NAME; their sessions end at their next request."""
+        """Remove NAME and end their logins; their open pages go to the login page."""
         path = current_settings().htpasswd_path
         try:
             removed = remove_user(path, name)
@@ -58,6 +74,13 @@ def register_commands(app: Flask, settings: Settings | None = None,
         if not removed:
             fail(f"no user {name} in {path}")
         click.echo(f"Removed {name} from {path}")
+        try:
+            ended = with_store(lambda store: store.logins.end_user(name))
+        except StoreError as exc:  # the running app refuses a name missing from .htpasswd regardless
+            click.echo(f"Warning: {name}'s logins could not be ended ({exc}); the app refuses {name} "
+                       "anyway, and ends them when it sees the change", err=True)
+            return
+        click.echo(f"Ended {ended} login{'' if ended == 1 else 's'} of {name}")
 
     @users.command("list")
     def list_users() -> None:
@@ -86,20 +109,11 @@ def register_commands(app: Flask, settings: Settings | None = None,
     @db.command("upgrade")
     def upgrade_database() -> None:
         """Bring the database's schema to the newest revision this Shetphone knows."""
-        if settings is None:  # the app started, and upgraded the database on the way
-            from . import current_team
-
-            store = current_team().store
-            click.echo(describe_upgrade(store.database.name, store.upgraded))
-            return
+        # Started, the app upgraded the database on the way; else opening a store upgrades it.
         try:
-            store = Store(settings.database_url)
+            click.echo(with_store(lambda store: describe_upgrade(store.database.name, store.upgraded)))
         except StoreError as exc:
             fail(exc)
-        try:
-            click.echo(describe_upgrade(store.database.name, store.upgraded))
-        finally:
-            store.close()
 
     app.cli.add_command(users)
     app.cli.add_command(db)

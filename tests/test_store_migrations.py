@@ -150,7 +150,7 @@ def test_a_fresh_database_is_made_by_the_revisions_and_matches_the_schema(databa
     store = Store(database_url)
     try:
         assert store.upgraded == migrate.Upgrade(None, migrate.head())
-        assert migrate.current(store.database) == migrate.head() == "0002"
+        assert migrate.current(store.database) == migrate.head()
         open_inbound(store.calls, "CAroot")
     finally:
         store.close()
@@ -232,7 +232,7 @@ def test_a_revision_this_code_does_not_know_stops_it(database_url: str) -> None:
         with pytest.raises(SchemaTooNew) as raised:
             Store(database_url)
         message = str(raised.value)
-        assert "at revision 0099, which this Shetphone does not know (its newest is 0002)" in message
+        assert f"at revision 0099, which this Shetphone does not know (its newest is {migrate.head()})" in message
         assert "\n" not in message
         with engine.connect() as conn:  # untouched
             assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0099"
@@ -258,12 +258,13 @@ def test_a_later_revision_runs_once_and_older_code_then_refuses(
 ) -> None:
     """What the next schema change will do: a revision file, run at the next start, and only once."""
     Store(database_url).close()
+    newest = migrate.head()
     later = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, later, ignore=shutil.ignore_patterns("__pycache__"))
-    (later / "versions" / "0003_notes.py").write_text(
+    (later / "versions" / "0900_notes.py").write_text(
         '"""Calls get notes."""\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "0900"\ndown_revision = "{newest}"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade():\n"
         '    with op.batch_alter_table("calls") as batch:\n'
         '        batch.add_column(sa.Column("notes", sa.String(200)))\n\n\n'
@@ -279,14 +280,14 @@ def test_a_later_revision_runs_once_and_older_code_then_refuses(
         upgrades.append(store.upgraded)
         open_inbound(store.calls, f"CA{len(upgrades)}")  # the call log still works on the new table
         store.close()
-    assert upgrades == [migrate.Upgrade("0002", "0003"), migrate.Upgrade("0003", "0003")]
+    assert upgrades == [migrate.Upgrade(newest, "0900"), migrate.Upgrade("0900", "0900")]
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     with engine.connect() as conn:
         assert "notes" in {column["name"] for column in sa.inspect(conn).get_columns("calls")}
     engine.dispose()
 
-    monkeypatch.undo()  # this code again, which knows only up to 0002
-    with pytest.raises(SchemaTooNew, match="at revision 0003"):
+    monkeypatch.undo()  # this code again, which knows only up to its own newest
+    with pytest.raises(SchemaTooNew, match="at revision 0900"):
         Store(database_url)
 
 
@@ -319,7 +320,7 @@ def test_processes_starting_at_once_upgrade_the_database_once(source: str, datab
         assert starter.returncode == 0, err
         outcomes.append(tuple(out.split()))
     before = "None" if source == "fresh" else "schema_version"
-    upgraded = [outcome for outcome in outcomes if outcome[0] != "0002"]
+    upgraded = [outcome for outcome in outcomes if outcome[0] != migrate.head()]
     assert len(upgraded) == 1 and upgraded[0][0] == before  # one did it; the others found it done
-    assert all(outcome[-1] == "0002" for outcome in outcomes)
+    assert all(outcome[-1] == migrate.head() for outcome in outcomes)
     assert schema_differences(database_url) == []

@@ -11,6 +11,9 @@ A change here is a change of the schema: it needs a revision too (see
   its ``<Dial>`` children), with the last applied SequenceNumber and status rank.
 - ``recordings``: voicemail left on a call (Twilio's URL stays here; browsers
   only ever get our own URL).
+- ``logins``: one row per live login (a browser's session), keyed by the SHA-256 of
+  its secret id: the cookie holds the id, the database only its hash, so a copy
+  of the database opens no session. Logout, ``users remove`` and disuse delete it.
 - ``schema_version``: the hand-written version of the code before Alembic. It
   stays, at 2, so that code refuses a database this one has upgraded.
 
@@ -77,4 +80,16 @@ recordings = sa.Table(
     sa.Column("duration", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("recordings_by_call", "call_sid"),
+)
+
+logins = sa.Table(
+    "logins",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # hex SHA-256 of the id in the session cookie
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),  # refreshed at most once a minute
+    sa.Column("user_agent", sa.String(255)),  # what the browser said it was, to recognise a login
+    sa.Index("logins_by_user", "user_name"),
+    sa.Index("logins_by_last_seen", "last_seen_at"),  # pruning
 )
