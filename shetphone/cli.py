@@ -11,18 +11,20 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from . import message_queue
+from .message_queue import MessageQueueUnavailable
 from .settings import KEYS, ConfigError, Key, Settings
-from .store import Store, StoreError, Upgrade
+from .store import Store, StoreError, Upgrade, migrate
 from .users import load_users, remove_user, set_password
 
 T = TypeVar("T")
+StartError = ConfigError | StoreError | MessageQueueUnavailable  # what stops the app from starting
 
 users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
 db = AppGroup("db", help="The database: its schema (the start upgrades it too).")
 
 
-def register_commands(app: Flask, settings: Settings | None = None,
-                      error: ConfigError | StoreError | None = None) -> None:
+def register_commands(app: Flask, settings: Settings | None = None, error: StartError | None = None) -> None:
     """Register the commands; with ``error`` the app could not start and check-config reports it."""
 
     def current_settings() -> Settings:
@@ -94,7 +96,7 @@ def register_commands(app: Flask, settings: Settings | None = None,
 
     @app.cli.command("check-config")
     def check_config() -> None:
-        """Validate the ini file, .env, .htpasswd and presets.csv."""
+        """Validate the ini file, .env, .htpasswd and presets.csv; reach the database and the message queue."""
         if error is not None:
             fail(error)
         s = current_settings()
@@ -103,6 +105,13 @@ def register_commands(app: Flask, settings: Settings | None = None,
             click.echo("  " + key_in_force(s, row))
         click.echo(f"{s.htpasswd_path}: ok")
         click.echo(f"{s.presets_path}: ok")
+        try:
+            click.echo(with_store(describe_database))
+            message_queue.check_configured(s)
+        except (StoreError, MessageQueueUnavailable) as exc:
+            fail(exc)
+        if s.message_queue:
+            click.echo(f"message_queue {without_password(s.message_queue)}: ok, it answers")
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
 
@@ -140,13 +149,18 @@ def without_password(url: str) -> str:
 
 
 
+def describe_database(store: Store) -> str:
+    """Asks the database (a real round trip) for its revision."""
+    return f"database {store.database.name}: ok, at revision {migrate.current(store.database)}"
+
+
 def describe_upgrade(database: str, upgrade: Upgrade) -> str:
     if not upgrade.changed:
         return f"database {database}: at revision {upgrade.after}, the newest"
     return f"database {database}: upgraded from {upgrade.before or 'empty'} to revision {upgrade.after}"
 
 
-def cli_app_for_broken_config(error: ConfigError | StoreError) -> Flask:
+def cli_app_for_broken_config(error: StartError) -> Flask:
     """An app holding only the admin commands, for when the real one cannot start."""
     from . import ROOT
     from .settings import load_settings

@@ -54,6 +54,16 @@ def test_check_config_ok(team_files):
     assert f"{team_files.ini}: ok" in result.stdout
 
 
+def test_check_config_reaches_the_database_and_the_message_queue(team_files, redis_server):
+    team_files.write_ini(extra=f"message_queue = {redis_server.url}\n")
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    database = team_files.root / "shetphone.sqlite3"
+    assert f"database sqlite:///{database}: ok, at revision {migrate.head()}" in lines
+    assert f"message_queue {redis_server.url}: ok, it answers" in lines
+
+
 def test_check_config_reports_one_clear_line(team_files):
     team_files.ini.write_text(team_files.ini.read_text().replace("ring_timeout = 20", "ring_timeout = never"))
     result = flask(team_files, "check-config")
