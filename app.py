@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+UWSGI_FAILED_APP = 22  # uWSGI's exit status for a worker whose app did not load
+
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve Shetphone with the built-in server.")
@@ -50,14 +52,17 @@ else:
 import click  # noqa: E402
 
 from shetphone import ConfigError, create_app  # noqa: E402
+from shetphone.message_queue import MessageQueueUnavailable  # noqa: E402
 from shetphone.store import StoreError  # noqa: E402
 
 try:
     app = create_app(async_mode=ASYNC_MODE)
-except (ConfigError, StoreError) as error:  # one clear line, never a traceback
+except (ConfigError, StoreError, MessageQueueUnavailable) as error:  # one clear line, never a traceback
     if click.get_current_context(silent=True) is None:
         print(f"shetphone: {error}", file=sys.stderr)
-        sys.exit(2)
+        # Under uWSGI, 22 is "the app failed to load": with need-app and lazy-apps its master
+        # then stops (and systemd says so) instead of respawning the worker for ever.
+        sys.exit(UWSGI_FAILED_APP if ASYNC_MODE == "gevent_uwsgi" else 2)
     # Under `flask --app app ...` the admin commands still work and check-config says what is wrong.
     from shetphone.cli import cli_app_for_broken_config
 

@@ -41,15 +41,17 @@ def create_app(
 ) -> Flask:
     """Build the app. ``async_mode`` is always explicit: gevent, gevent_uwsgi, eventlet or threading.
 
-    Raises :class:`ConfigError` (one clear line) when anything configured is wrong, and
+    Raises :class:`ConfigError` (one clear line) when anything configured is wrong,
     :class:`~shetphone.store.StoreError` (one line too) when the database cannot be opened
-    or was written by a newer Shetphone.
+    or was written by a newer Shetphone, and
+    :class:`~shetphone.message_queue.MessageQueueUnavailable` (one line) when
+    ``message_queue`` does not answer.
     """
     if async_mode not in ASYNC_MODES:
         raise ValueError(f"async_mode must be one of {', '.join(ASYNC_MODES)}")
     from flask import Flask
 
-    from . import realtime
+    from . import message_queue, realtime
     from .extensions import csrf, login_manager
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
@@ -68,6 +70,9 @@ def create_app(
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Our own name and path: never sent to, nor overwritten by, another app on the host.
+        SESSION_COOKIE_NAME="shetphone_session",
+        SESSION_COOKIE_PATH=settings.public_path,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -80,6 +85,7 @@ def create_app(
     if overrides:
         app.config.update(overrides)
 
+    message_queue.check_configured(settings)  # down or misnamed: one line now, not log errors for ever
     team = build_team(
         settings,
         on_users_changed=realtime.in_app_context(app, realtime.users_changed),

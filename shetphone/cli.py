@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from . import message_queue
+from .message_queue import MessageQueueUnavailable
 from .settings import KEYS, ConfigError, Key, Settings
-from .store import Store, StoreError, Upgrade
+from .store import Store, StoreError, Upgrade, migrate
 from .users import load_users, remove_user, set_password
+
+T = TypeVar("T")
+StartError = ConfigError | StoreError | MessageQueueUnavailable  # what stops the app from starting
 
 users = AppGroup("users", help="Manage the people who may log in (.htpasswd, bcrypt).")
 db = AppGroup("db", help="The database: its schema (the start upgrades it too).")
 
 
-def register_commands(app: Flask, settings: Settings | None = None,
-                      error: ConfigError | StoreError | None = None) -> None:
+def register_commands(app: Flask, settings: Settings | None = None, error: StartError | None = None) -> None:
     """Register the commands; with ``error`` the app could not start and check-config reports it."""
 
     def current_settings() -> Settings:
@@ -31,6 +37,18 @@ def register_commands(app: Flask, settings: Settings | None = None,
     def fail(message: object) -> None:
         click.echo(f"Error: {message}", err=True)
         sys.exit(1)
+
+    def with_store(work: Callable[[Store], T]) -> T:
+        """``work`` on the running app's store, or (the app could not start) on one opened for it."""
+        if settings is None:
+            from . import current_team
+
+            return work(current_team().store)
+        store = Store(settings.database_url, keep_days=settings.keep_days, session_hours=settings.session_hours)
+        try:
+            return work(store)
+        finally:
+            store.close()
 
     @users.command("add")
     @click.argument("name")
@@ -49,7 +67,7 @@ def register_commands(app: Flask, settings: Settings | None = None,
     @users.command("remove")
     @click.argument("name")
     def remove(name: str) -> None:
-        """Remove NAME; their sessions end at their next request."""
+        """Remove NAME and end their logins; their open pages go to the login page."""
         path = current_settings().htpasswd_path
         try:
             removed = remove_user(path, name)
@@ -58,6 +76,13 @@ def register_commands(app: Flask, settings: Settings | None = None,
         if not removed:
             fail(f"no user {name} in {path}")
         click.echo(f"Removed {name} from {path}")
+        try:
+            ended = with_store(lambda store: store.logins.end_user(name))
+        except StoreError as exc:  # the running app refuses a name missing from .htpasswd regardless
+            click.echo(f"Warning: {name}'s logins could not be ended ({exc}); the app refuses {name} "
+                       "anyway, and ends them when it sees the change", err=True)
+            return
+        click.echo(f"Ended {ended} login{'' if ended == 1 else 's'} of {name}")
 
     @users.command("list")
     def list_users() -> None:
@@ -71,7 +96,7 @@ def register_commands(app: Flask, settings: Settings | None = None,
 
     @app.cli.command("check-config")
     def check_config() -> None:
-        """Validate the ini file, .env, .htpasswd and presets.csv."""
+        """Validate the ini file, .env, .htpasswd and presets.csv; reach the database and the message queue."""
         if error is not None:
             fail(error)
         s = current_settings()
@@ -80,26 +105,24 @@ def register_commands(app: Flask, settings: Settings | None = None,
             click.echo("  " + key_in_force(s, row))
         click.echo(f"{s.htpasswd_path}: ok")
         click.echo(f"{s.presets_path}: ok")
+        try:
+            click.echo(with_store(describe_database))
+            message_queue.check_configured(s)
+        except (StoreError, MessageQueueUnavailable) as exc:
+            fail(exc)
+        if s.message_queue:
+            click.echo(f"message_queue {without_password(s.message_queue)}: ok, it answers")
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
 
     @db.command("upgrade")
     def upgrade_database() -> None:
         """Bring the database's schema to the newest revision this Shetphone knows."""
-        if settings is None:  # the app started, and upgraded the database on the way
-            from . import current_team
-
-            store = current_team().store
-            click.echo(describe_upgrade(store.database.name, store.upgraded))
-            return
+        # Started, the app upgraded the database on the way; else opening a store upgrades it.
         try:
-            store = Store(settings.database_url)
+            click.echo(with_store(lambda store: describe_upgrade(store.database.name, store.upgraded)))
         except StoreError as exc:
             fail(exc)
-        try:
-            click.echo(describe_upgrade(store.database.name, store.upgraded))
-        finally:
-            store.close()
 
     app.cli.add_command(users)
     app.cli.add_command(db)
@@ -126,13 +149,18 @@ def without_password(url: str) -> str:
 
 
 
+def describe_database(store: Store) -> str:
+    """Asks the database (a real round trip) for its revision."""
+    return f"database {store.database.name}: ok, at revision {migrate.current(store.database)}"
+
+
 def describe_upgrade(database: str, upgrade: Upgrade) -> str:
     if not upgrade.changed:
         return f"database {database}: at revision {upgrade.after}, the newest"
     return f"database {database}: upgraded from {upgrade.before or 'empty'} to revision {upgrade.after}"
 
 
-def cli_app_for_broken_config(error: ConfigError | StoreError) -> Flask:
+def cli_app_for_broken_config(error: StartError) -> Flask:
     """An app holding only the admin commands, for when the real one cannot start."""
     from . import ROOT
     from .settings import load_settings

@@ -1,8 +1,9 @@
 """Socket.IO: who hears what.
 
 A socket joins rooms the server derives from the directory (never from the
-browser): ``user:NAME``, ``session:ID`` and ``number:E164`` for each number the
-user belongs to. Only this module emits.
+browser): ``user:NAME``, ``login:KEY`` (the hash of its login, never the id in the
+cookie) and ``number:E164`` for each number the user belongs to. Only this module
+emits.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from flask import Flask, current_app, request, session
 from flask_login import current_user
 from flask_socketio import SocketIO, join_room
 
+from . import message_queue as queues
 from .directory import number_room
 from .presets import Preset
-from .store import StoreError
+from .store import StoreError, login_key
 from .users import Users
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
 WATCH_INTERVAL = 1.0  # seconds between checks of .htpasswd and presets.csv
-PRUNE_INTERVAL = 3600.0  # seconds between prunings of the call log (keep_days)
+PRUNE_INTERVAL = 3600.0  # seconds between prunings of the call log (keep_days) and of unused logins
 STALE_CHECK_INTERVAL = 15.0  # seconds between looks for ringing legs whose final callback was lost
 # A leg rings for its <Dial>'s timeout at most: ring_timeout for a ring group, Twilio's
 # default of 30 s for an outgoing call; one still ringing a minute after that lost its end.
@@ -37,10 +39,12 @@ STALE_RING_MARGIN = 60
 
 def init_app(app: Flask, *, async_mode: str, message_queue: str | None) -> SocketIO:
     """One SocketIO per app (kept in ``app.extensions["socketio"]``), so tests can build several apps."""
+    # With a queue, our own Redis manager: it can close a login's sockets in every process.
+    queue = {"client_manager": queues.socketio_manager(message_queue)} if message_queue else {}
     socketio = SocketIO(
         app,
         async_mode=async_mode,
-        message_queue=message_queue,
+        **queue,
         # Same origin only (the default); say so, so nobody "fixes" it with "*".
         cors_allowed_origins=None,
         ping_interval=20,
@@ -71,16 +75,25 @@ def _team():
     return current_team()
 
 
+def login_room(key: str) -> str:
+    """The room of one login's sockets, by its key (:func:`~shetphone.store.login_key`)."""
+    return f"login:{key}"
+
+
 def _on_connect(auth: Any = None) -> bool:
     ensure_watcher()
-    if not current_user.is_authenticated:
+    try:
+        logged_in = current_user.is_authenticated  # the user loader checks the login in the store
+    except StoreError as exc:
+        log.warning("a connection was refused: its login could not be checked: %s", exc)
+        return False
+    if not logged_in:
         return False  # refused: the browser sees connect_error
     team = _team()
     name = current_user.get_id()
     for room in team.directory.rooms_for(name):
         join_room(room)
-    if session.get("login_id"):
-        join_room(f"session:{session['login_id']}")
+    join_room(login_room(login_key(session["login_id"])))  # a live login has an id
     # Catch-up: a browser that (re)connects learns of the calls still in progress.
     numbers = team.directory.numbers_of(name)
     try:
@@ -115,12 +128,18 @@ def emit_call_notice(payload: dict[str, Any], rooms: list[str]) -> None:
 
 
 def end_sessions(room: str) -> None:
-    """Tell every socket in ``room`` its session ended, then close the ones this process holds."""
+    """Tell every socket in ``room`` its session ended, then close them, in every process."""
     _socketio().emit("session_ended", {}, to=room)
     server = _socketio().server
-    local = [sid for sid, _ in server.manager.get_participants(NAMESPACE, room)]
-    for sid in local:
-        server.disconnect(sid, namespace=NAMESPACE)
+    if isinstance(server.manager, queues.RoomClosingRedisManager):
+        server.manager.close_room_everywhere(room, NAMESPACE)
+    else:  # one process: its sockets are all here
+        queues.disconnect_room(server, room, NAMESPACE)
+
+
+def end_login(login_id: str) -> None:
+    """The login ended (logout): its sockets hear so and are closed, whichever process holds them."""
+    end_sessions(login_room(login_key(login_id)))
 
 
 def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
@@ -129,8 +148,13 @@ def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
 
 def users_changed(old: Users, new: Users) -> None:
     removed: Iterable[str] = [name for name in old.names() if name not in new]
+    logins = _team().store.logins
     for name in removed:
         log.info("user %s was removed; closing their connections", name)
+        try:  # were the name added again, their old cookies must not come back to life
+            logins.end_user(name)
+        except StoreError as exc:  # .htpasswd refuses them meanwhile; `users remove` ends them too
+            log.warning("could not end %s's logins: %s", name, exc)
         end_sessions(f"user:{name}")
 
 
@@ -174,6 +198,7 @@ def close_stale_legs(team) -> int:
 
 
 def _prune(team) -> None:
+    _prune_logins(team)
     try:
         removed = team.store.calls.prune()
     except StoreError as exc:  # the next round tries again; the watched files are still checked
@@ -181,6 +206,18 @@ def _prune(team) -> None:
         return
     if removed:
         log.info("pruned %d calls older than %d days", removed, team.settings.keep_days)
+
+
+def _prune_logins(team) -> None:
+    try:
+        expired = team.store.logins.prune()
+    except StoreError as exc:
+        log.warning("could not prune the logins: %s", exc)
+        return
+    for key in expired:  # a page left open past session_hours goes to /login
+        end_sessions(login_room(key))
+    if expired:
+        log.info("ended %d logins unused for %d hours", len(expired), team.settings.session_hours)
 
 
 def ensure_watcher() -> None:

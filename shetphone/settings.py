@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENTS_PER_NUMBER = 10  # Twilio rings at most ten <Client>s in one <Dial>
 MAX_TOKEN_TTL = 86400  # Twilio refuses access tokens valid for longer than a day
+MAX_SESSION_HOURS = 720  # 30 days: a login unused for longer is a forgotten one
 MAX_PROXY_HOPS = 5  # more proxies than this in a chain is a mistake, not a deployment
 
 TWILIO_VARIABLES = (
@@ -360,6 +361,9 @@ class Settings:
     proxy_hops: int = key(
         SECTION_MAIN, "proxy_hops", whole(0, MAX_PROXY_HOPS, "proxies"), "0",
         "reverse proxies in front whose X-Forwarded-* headers are trusted (1 behind nginx)")
+    session_hours: int = key(
+        SECTION_MAIN, "session_hours", whole(1, MAX_SESSION_HOURS, "hours"), "12",
+        f"a login lasts this long without use (sliding); at most {MAX_SESSION_HOURS}")
     twilio_api_base: str = key(
         SECTION_MAIN, "twilio_api_base", http_url, "https://api.twilio.com",
         "Twilio's REST API: recordings, call control, calls from Discord; ``twilio_media_base`` (its old "
@@ -386,6 +390,11 @@ class Settings:
     def public_host(self) -> str:
         """Host and port (if any) of ``public_url``: where Twilio opens Media Streams."""
         return urlsplit(self.public_url).netloc
+
+    @property
+    def public_path(self) -> str:
+        """The path of ``public_url``: ``/`` at the root, ``/shetphone`` under a prefix (the cookie's Path)."""
+        return urlsplit(self.public_url).path or "/"
 
     @property
     def secure_cookies(self) -> bool:

@@ -27,7 +27,7 @@ class Team:
     policy: DialPolicy
     users: WatchedFile[Users]
     presets: WatchedFile[tuple[Preset, ...]]
-    store: Store  # the database: store.calls is the call log
+    store: Store  # the database: store.calls is the call log, store.logins the live logins
     lockout: Lockout
     twilio_rest: TwilioRest | None = None  # Twilio's REST API; None until the account's SID and token are set
 
@@ -46,7 +46,7 @@ def build_team(
         policy=DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers()),
         users=WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed),
         presets=WatchedFile(settings.presets_path, parse_presets, on_presets_changed),
-        store=Store(settings.database_url, keep_days=settings.keep_days),
+        store=Store(settings.database_url, keep_days=settings.keep_days, session_hours=settings.session_hours),
         lockout=Lockout(settings.message_queue or "memory://"),
         twilio_rest=rest_client(settings),
     )

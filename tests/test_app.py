@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
 import socketio
-from conftest import ROOT, live_login, make_team_files, start_server
+from conftest import ROOT, free_port, live_login, make_team_files, start_server
 
 from shetphone.bootstrap import create_missing
 from shetphone.settings import load_settings
@@ -129,3 +130,91 @@ def test_a_database_from_a_newer_shetphone_stops_the_start_with_one_line(team_fi
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"shetphone: database sqlite:///{database}: at revision 0099, which this Shetphone")
+
+
+# --------------------------------------------------------------- the database and the queue at start
+
+
+def failing_start(case: str, team_files, request) -> list[str]:
+    """Write ``case``'s fault into the ini; what the one line must say."""
+    if case == "sqlite under a file":
+        database = f"{team_files.presets}/shetphone.sqlite3"
+        expected = [f"database sqlite:///{database}: cannot make its directory: {team_files.presets} is a file, "
+                    "not a directory"]
+    elif case == "sqlite where nobody may write":
+        database = "/proc/1/shetphone.sqlite3"  # a directory where nobody may create a file, root included
+        expected = ["database sqlite:////proc/1/shetphone.sqlite3: unable to open database file "
+                    "(may this user create and write files in /proc/1?)"]
+    elif case == "postgresql refusing":
+        database = f"postgresql://shetphone:pg-secret@127.0.0.1:{free_port()}/shetphone"
+        expected = ["database postgresql+psycopg://shetphone:***@127.0.0.1:", "Connection refused"]
+    elif case == "postgresql silent":
+        port = request.getfixturevalue("silent_server").port
+        database = f"postgresql://shetphone:pg-secret@127.0.0.1:{port}/shetphone"
+        expected = [f"database postgresql+psycopg://shetphone:***@127.0.0.1:{port}/shetphone: ", "timeout expired"]
+    elif case == "redis refusing":
+        url = request.getfixturevalue("refusing_url")
+        team_files.write_ini(extra=f"message_queue = {url}\n")
+        return [f"{team_files.ini}: [shetphone] message_queue: {url} does not answer (", "Connection refused",
+                    "start Redis, or correct the URL"]
+    elif case == "redis silent":
+        url = request.getfixturevalue("silent_server").url.replace("redis://", "redis://:redis-secret@")
+        team_files.write_ini(extra=f"message_queue = {url}\n")
+        return [f"[shetphone] message_queue: {url.replace('redis-secret', '***')} does not answer (Timeout"]
+    else:
+        raise AssertionError(case)
+    ini = team_files.ini.read_text()
+    team_files.ini.write_text(ini.replace("database = shetphone.sqlite3", f"database = {database}"))
+    return expected
+
+
+START_FAULTS = ["sqlite under a file", "sqlite where nobody may write", "postgresql refusing", "postgresql silent",
+                "redis refusing", "redis silent"]
+
+
+def assert_one_line(output: str, prefix: str, expected: list[str]) -> None:
+    assert "Traceback" not in output
+    (line,) = output.strip().splitlines()
+    assert line.startswith(prefix), line
+    for part in expected:
+        assert part in line, (part, line)
+    assert "secret" not in line  # passwords never reach the console
+
+
+@pytest.mark.parametrize("case", START_FAULTS)
+def test_a_database_or_queue_that_cannot_be_reached_stops_the_start_with_one_line(case, team_files, request):
+    expected = failing_start(case, team_files, request)
+    result = start_and_fail(team_files)
+    assert result.returncode == 2
+    assert_one_line(result.stderr, "shetphone: ", expected)
+    assert "Shetphone on http" not in result.stdout
+
+
+@pytest.mark.parametrize("case", START_FAULTS)
+def test_check_config_reaches_the_database_and_the_queue_and_says_what_failed(case, team_files, request):
+    from test_cli import flask
+
+    expected = failing_start(case, team_files, request)
+    result = flask(team_files, "check-config")
+    assert result.returncode == 1
+    assert_one_line(result.stderr, "Error: ", expected)
+
+
+def test_under_uwsgi_a_start_error_is_one_line_and_stops_the_instance(team_files, refusing_url):
+    """need-app with lazy-apps, as the example: the worker's exit status 22 makes the master stop, not respawn."""
+    uwsgi_options = ("module = app:app\nneed-app = true\nmaster = true\nprocesses = 1\nlazy-apps = true\n"
+                     "gevent = 10\ngevent-early-monkey-patch = true\nhttp-websockets = true\n"
+                     f"http-socket = 127.0.0.1:{free_port()}\n")
+    team_files.ini_template = team_files.ini_template.replace("module = app:app\n", uwsgi_options)
+    team_files.write_ini(extra=f"message_queue = {refusing_url}\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("uwsgi")), "--ini", str(team_files.ini)],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", **team_files.environ}, capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 22, output
+    assert "Traceback" not in output
+    said = [line for line in output.splitlines() if line.startswith("shetphone: ")]
+    assert said == [f"shetphone: {team_files.ini}: [shetphone] message_queue: {refusing_url} does not answer "
+                    f"(Error 111 connecting to 127.0.0.1:{refusing_url.rsplit(':', 1)[1].split('/')[0]}. "
+                    "Connection refused.); start Redis, or correct the URL"]

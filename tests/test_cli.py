@@ -9,6 +9,7 @@ from conftest import ROOT, TeamFiles
 
 from shetphone.cli import key_in_force
 from shetphone.settings import KEYS, load_settings
+from shetphone.store import Store, migrate
 from shetphone.users import load_users
 
 
@@ -33,6 +34,7 @@ def test_users_add_list_remove(team_files):
     removed = flask(team_files, "users", "remove", "bob")
     assert removed.returncode == 0
     assert "bob" not in load_users(team_files.htpasswd)
+    assert removed.stdout.splitlines() == [f"Removed bob from {team_files.htpasswd}", "Ended 0 logins of bob"]
 
     missing = flask(team_files, "users", "remove", "bob")
     assert missing.returncode == 1
@@ -50,6 +52,16 @@ def test_check_config_ok(team_files):
     result = flask(team_files, "check-config")
     assert result.returncode == 0, result.stderr
     assert f"{team_files.ini}: ok" in result.stdout
+
+
+def test_check_config_reaches_the_database_and_the_message_queue(team_files, redis_server):
+    team_files.write_ini(extra=f"message_queue = {redis_server.url}\n")
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    database = team_files.root / "shetphone.sqlite3"
+    assert f"database sqlite:///{database}: ok, at revision {migrate.head()}" in lines
+    assert f"message_queue {redis_server.url}: ok, it answers" in lines
 
 
 def test_check_config_reports_one_clear_line(team_files):
@@ -117,11 +129,10 @@ def test_db_upgrade_brings_a_version_1_database_up_once(team_files):
     shutil.copy(ROOT / "tests" / "data" / "shetphone-v1.sqlite3", database)
     upgraded = flask(team_files, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    newest = migrate.head()
     assert upgraded.stdout.strip() == (
-        f"database sqlite:///{database}: upgraded from schema_version 1 to revision {newest}")
+        f"database sqlite:///{database}: upgraded from schema_version 1 to revision {migrate.head()}")
     again = flask(team_files, "db", "upgrade")
-    assert again.stdout.strip() == f"database sqlite:///{database}: at revision {newest}, the newest"
+    assert again.stdout.strip() == f"database sqlite:///{database}: at revision {migrate.head()}, the newest"
 
 
 def test_a_database_newer_than_the_code_is_one_clear_line(team_files):
@@ -145,3 +156,30 @@ def test_db_upgrade_with_a_broken_ini_says_what_is_wrong(team_files):
     assert result.stderr.strip().splitlines() == [
         f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
     ]
+
+
+def test_users_remove_ends_that_users_logins(team_files):
+    settings = load_settings(team_files.root, team_files.environ)
+    store = Store(settings.database_url)
+    try:
+        bobs = [store.logins.begin("bob") for _ in range(2)]
+        alices = store.logins.begin("alice")
+        removed = flask(team_files, "users", "remove", "bob")
+        assert removed.returncode == 0, removed.stderr
+        assert removed.stdout.splitlines() == [f"Removed bob from {team_files.htpasswd}", "Ended 2 logins of bob"]
+        assert not any(store.logins.check(login_id, "bob") for login_id in bobs)
+        assert store.logins.check(alices, "alice")
+    finally:
+        store.close()
+
+
+def test_users_remove_with_the_database_away_still_removes_and_says_so(team_files):
+    team_files.ini.write_text(team_files.ini.read_text().replace(
+        "database = shetphone.sqlite3", "database = /proc/1/shetphone.sqlite3"))
+    removed = flask(team_files, "users", "remove", "bob")
+    assert removed.returncode == 0
+    assert "bob" not in load_users(team_files.htpasswd)
+    assert removed.stdout.strip() == f"Removed bob from {team_files.htpasswd}"
+    (warning,) = removed.stderr.strip().splitlines()
+    assert warning.startswith("Warning: bob's logins could not be ended (database sqlite:////proc/1/")
+    assert "Traceback" not in removed.stderr

@@ -245,6 +245,38 @@ def test_a_call_logged_by_a_is_listed_by_b(cluster):
     assert calls[call]["direction"] == "outbound" and calls[call]["to"] == "+441595123456"
 
 
+def test_a_logout_on_a_ends_that_login_on_b_and_closes_its_socket_there(cluster):
+    a, b = cluster.apps
+    alice = login(cluster, "alice", a)
+    copied = alice.cookies["shetphone_session"]  # taken before the logout
+
+    def replay(path: str) -> requests.Response:
+        thief = cluster.session(b)
+        return thief.get(cluster.url + path, cookies={"shetphone_session": copied}, allow_redirects=False,
+                         timeout=30)
+
+    token = replay("/token")
+    assert token.status_code == 200 and token.headers[UPSTREAM_HEADER] == b.upstream
+    thief = cluster.session(b)
+    thief.cookies.set("shetphone_session", copied, domain="127.0.0.1", path="/")
+    closed = threading.Event()
+    socket = socketio.Client(http_session=thief, reconnection=False)
+    socket.on("disconnect", lambda *args: closed.set())
+    socket.connect(cluster.url, wait_timeout=30, headers={"Origin": cluster.url})
+    try:
+        page = alice.get(cluster.url + "/", timeout=30)
+        assert page.headers[UPSTREAM_HEADER] == a.upstream
+        response = alice.post(cluster.url + "/logout", data={"csrf_token": csrf_token_from(page.text)},
+                              headers={"Referer": cluster.url + "/"}, allow_redirects=False, timeout=30)
+        assert response.status_code == 302 and response.headers[UPSTREAM_HEADER] == a.upstream
+        assert closed.wait(EVENT_WAIT)  # B closed it, told by A through Redis
+        for path in ("/token", "/calls", "/presets"):
+            assert replay(path).status_code == 401, path
+        assert replay("/").headers["Location"] == "/login?next=/"
+    finally:
+        threading.Thread(target=socket.disconnect, daemon=True).start()
+
+
 def test_the_lockout_counts_failures_made_on_both_instances_by_the_real_address(cluster):
     a, b = cluster.apps
     statuses = []

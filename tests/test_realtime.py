@@ -222,7 +222,7 @@ def test_logout_ends_that_sessions_sockets(server):
         other_tab.close()
 
 
-def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, team_files):
+def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, team_files, monkeypatch):
     """The database not answering costs the catch-up, not the connection: events from then on arrive."""
     from conftest import PUBLIC_URL, login, signature_for
     from store_helpers import sqlite_locked
@@ -234,13 +234,115 @@ def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, te
                           to="+441595000001", client=None)
     store.calls.record_status({"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "ringing",
                                "SequenceNumber": "0"})
-    with sqlite_locked(store.database, readers_too=True):
-        browser = impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http)
-        assert browser.is_connected()
-        assert browser.get_received() == []  # no catch-up
+    catch_up = store.calls.calls_in_progress
+
+    def locked_catch_up(*args, **kwargs):  # the login was checked a moment before; then the lock came
+        with sqlite_locked(store.database, readers_too=True):
+            return catch_up(*args, **kwargs)
+
+    monkeypatch.setattr(store.calls, "calls_in_progress", locked_catch_up)
+    browser = impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http)
+    assert browser.is_connected()
+    assert browser.get_received() == []  # no catch-up
     params = {"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "in-progress",
               "SequenceNumber": "1"}
     signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice/status", params)
     assert impatient_app.test_client().post("/voice/status", data=params,
                                             headers={"X-Twilio-Signature": signature}).status_code == 204
     assert [(e["name"], e["args"][0]["status"]) for e in browser.get_received()] == [("call_status", "in-progress")]
+
+
+def test_a_connection_whose_login_cannot_be_checked_is_refused(impatient_app):
+    """Without the database nobody can tell a live login from an ended one: refused, never let in."""
+    from conftest import login
+    from store_helpers import sqlite_locked
+
+    http = impatient_app.test_client()
+    login(http, "alice")
+    store = impatient_app.extensions["shetphone"].store
+    with sqlite_locked(store.database, readers_too=True):
+        browser = impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http)
+        assert not browser.is_connected()
+    assert impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http).is_connected()
+
+
+# ------------------------------------------------------------------ logins across processes
+
+
+@pytest.fixture
+def two_processes(tmp_path, redis_server):
+    """Two app processes (python app.py, gevent) sharing one database and a real Redis, as behind nginx."""
+    files = make_team_files(tmp_path, extra=f"message_queue = {redis_server.url}\n")
+    first = start_server(files)
+    try:
+        second = start_server(files)
+    except BaseException:
+        first.stop()
+        raise
+    yield first, second
+    second.stop()
+    first.stop()
+
+
+def replayed(server, path: str, cookie: str) -> requests.Response:
+    """A request carrying exactly this session cookie, whatever the server said to drop."""
+    return requests.get(server.url + path, headers={"Cookie": f"shetphone_session={cookie}"},
+                        allow_redirects=False, timeout=10)
+
+
+def test_logout_on_one_process_ends_the_login_on_the_other_and_closes_its_sockets(two_processes):
+    a, b = two_processes
+    alice = live_login(a, "alice")
+    cookie = alice.cookies["shetphone_session"]  # copied before the logout
+    thief = requests.Session()
+    thief.cookies.set("shetphone_session", cookie)
+    assert replayed(b, "/token", cookie).json()["identity"] == "alice"
+    stolen = Listener(b, "alice", session=thief)
+    own = Listener(b, "alice", session=alice)
+    other_login = Listener(b, "alice")  # another browser of alice's, on the same process
+    try:
+        page = alice.get(a.url + "/", timeout=10).text
+        response = alice.post(a.url + "/logout", data={"csrf_token": csrf_token_from(page)},
+                              allow_redirects=False, timeout=10)
+        assert response.status_code == 302
+        # B closes them itself: a client that ignores session_ended is not left connected.
+        assert stolen.disconnected.wait(10) and own.disconnected.wait(10)
+        assert stolen.named("session_ended") == [{}]
+        for server in (a, b):
+            for path in ("/token", "/presets", "/calls"):
+                assert replayed(server, path, cookie).status_code == 401, (server.url, path)
+            page = replayed(server, "/", cookie)
+            assert page.status_code == 302 and page.headers["Location"] == "/login?next=/"
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            Listener(b, "alice", session=thief)
+        time.sleep(0.3)
+        assert other_login.client.connected and other_login.named("session_ended") == []
+        assert other_login.session.get(b.url + "/token", timeout=10).status_code == 200
+    finally:
+        for listener in (stolen, own, other_login):
+            listener.close()
+
+
+def test_a_login_unused_for_session_hours_has_its_sockets_closed_at_the_prune(app, clock):
+    from conftest import login
+
+    from shetphone import realtime
+    from shetphone.store import Logins
+
+    team = app.extensions["shetphone"]
+    team.store.logins = Logins(team.store.database, session_hours=12, clock=clock)
+    socketio_server = app.extensions["socketio"]
+    idle_http, busy_http = app.test_client(), app.test_client()
+    login(idle_http, "alice")
+    login(busy_http, "bob")
+    idle = socketio_server.test_client(app, flask_test_client=idle_http)
+    busy = socketio_server.test_client(app, flask_test_client=busy_http)
+    assert idle.is_connected() and busy.is_connected()
+    clock.advance(hours=11)
+    assert busy_http.get("/token").status_code == 200  # bob's page is in use
+    clock.advance(hours=1, seconds=1)
+    with app.app_context():
+        realtime._prune_logins(team)
+    assert not idle.is_connected()
+    assert busy.is_connected()
+    assert idle_http.get("/token").status_code == 401

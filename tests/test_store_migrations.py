@@ -265,10 +265,10 @@ def test_a_later_revision_runs_once_and_older_code_then_refuses(
     newest = migrate.head()
     later = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, later, ignore=shutil.ignore_patterns("__pycache__"))
-    (later / "versions" / "0003_notes.py").write_text(
+    (later / "versions" / "0900_notes.py").write_text(
         '"""Calls get notes."""\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        f'revision = "0003"\ndown_revision = "{newest}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "0900"\ndown_revision = "{newest}"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade():\n"
         '    with op.batch_alter_table("calls") as batch:\n'
         '        batch.add_column(sa.Column("notes", sa.String(200)))\n\n\n'
@@ -284,14 +284,14 @@ def test_a_later_revision_runs_once_and_older_code_then_refuses(
         upgrades.append(store.upgraded)
         open_inbound(store.calls, f"CA{len(upgrades)}")  # the call log still works on the new table
         store.close()
-    assert upgrades == [migrate.Upgrade(newest, "0003"), migrate.Upgrade("0003", "0003")]
+    assert upgrades == [migrate.Upgrade(newest, "0900"), migrate.Upgrade("0900", "0900")]
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     with engine.connect() as conn:
         assert "notes" in {column["name"] for column in sa.inspect(conn).get_columns("calls")}
     engine.dispose()
 
     monkeypatch.undo()  # this code again, which knows only up to its own newest
-    with pytest.raises(SchemaTooNew, match="at revision 0003"):
+    with pytest.raises(SchemaTooNew, match="at revision 0900"):
         Store(database_url)
 
 

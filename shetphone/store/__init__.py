@@ -1,7 +1,8 @@
 """The store: the only package that speaks SQL (SQLAlchemy Core; SQLite, or PostgreSQL through psycopg 3).
 
 ``Store(url)`` opens the database, brings its schema to the newest revision
-(:mod:`.migrate`) and holds the stores built on it (``calls``, the call log).
+(:mod:`.migrate`) and holds the stores built on it (``calls``, the call log;
+``logins``, the live logins).
 Callers see the store's exceptions only: :class:`StoreUnavailable` when the
 database did not answer in time (a webhook answers 503 and Twilio retries),
 :class:`SchemaTooNew` at start for a database from a newer Shetphone, and
@@ -11,6 +12,7 @@ database did not answer in time (a webhook answers 503 and Twilio retries),
 - ``schema.py``: the tables; ``migrations/``: their history (Alembic); ``migrate.py``: running it
 - ``calls.py``: the call log
 - ``control.py``: call control's state, claims and inbox (hold, transfer, three-way)
+- ``logins.py``: the logins kept on the server (revocable sessions)
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from .calls import CallLog, Recording
 from .control import CallControls
 from .engine import Database
 from .errors import SchemaTooNew, StoreError, StoreUnavailable
+from .logins import Logins, login_key
 from .migrate import Upgrade, upgrade
 
 __all__ = [
-    "CallControls", "CallLog", "Database", "Recording", "SchemaTooNew", "Store", "StoreError", "StoreUnavailable",
-    "Upgrade",
+    "CallControls", "CallLog", "Database", "Logins", "Recording", "SchemaTooNew", "Store", "StoreError",
+    "StoreUnavailable", "Upgrade", "login_key",
 ]
 
 
@@ -39,6 +42,7 @@ class Store:
         database_url: str,
         *,
         keep_days: int = 90,
+        session_hours: int = 12,
         clock: Callable[[], datetime] = utc_now,
         wait: float | None = None,
         deadline: float | None = None,
@@ -56,6 +60,7 @@ class Store:
             raise
         self.calls = CallLog(self.database, keep_days=keep_days, clock=clock)
         self.control = CallControls(self.database, clock=clock)
+        self.logins = Logins(self.database, session_hours=session_hours, clock=clock)
 
     def close(self) -> None:
         self.database.close()

@@ -64,7 +64,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # One shared connection, or every checkout would see its own empty database.
         engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 0})
     else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _make_directory(name, Path(database).expanduser().parent)
         # No rollback when a connection goes back to the pool: sqlite3 here is in autocommit
         # mode (see configure), so a transaction is only ever one that BEGIN opened, and every
         # path that opens one ends it. The rollback cost as much as /voice's INSERT.
@@ -110,6 +110,17 @@ def _sqlite_engine(url: sa.URL) -> Engine:
                 raise StoreError(f"database {name}: {_first_line(exc)}") from exc
 
     return engine
+
+
+def _make_directory(name: str, directory: Path) -> None:
+    """The SQLite file's directory, made if missing; a StoreError (one line) when it cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        in_the_way = next((path for path in (directory, *directory.parents) if path.exists() and not path.is_dir()),
+                          None)
+        why = f"{in_the_way} is a file, not a directory" if in_the_way else f"{directory}: {exc.strerror}"
+        raise StoreError(f"database {name}: cannot make its directory: {why}") from None
 
 
 def _postgresql_engine(url: sa.URL, wait: float) -> Engine:
@@ -386,5 +397,7 @@ class Database:
 
     def _store_error(self, exc: sa.exc.SQLAlchemyError) -> StoreError:
         detail = _first_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+        if self.dialect == "sqlite" and detail == "unable to open database file":  # SQLite says no more
+            detail += f" (may this user create and write files in {Path(self.url.database).parent}?)"
         kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
         return kind(f"database {self.name}: {detail}")

@@ -16,6 +16,9 @@ A change here is a change of the schema: it needs a revision too (see
   the token of the one request or callback whose Twilio steps are running;
   ``control_parties`` finds the call from any of its parties' CallSids, and
   ``control_inbox`` keeps the callbacks that came while the claim was held.
+- ``logins``: one row per live login (a browser's session), keyed by the SHA-256 of
+  its secret id: the cookie holds the id, the database only its hash, so a copy
+  of the database opens no session. Logout, ``users remove`` and disuse delete it.
 - ``schema_version``: the hand-written version of the code before Alembic. It
   stays, at 2, so that code refuses a database this one has upgraded.
 
@@ -116,4 +119,16 @@ control_inbox = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),  # the callback's fields, as JSON
     sa.Column("received_at", sa.DateTime, nullable=False),
     sa.Index("control_inbox_by_root", "root_call_sid", "id"),
+)
+
+logins = sa.Table(
+    "logins",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # hex SHA-256 of the id in the session cookie
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),  # refreshed at most once a minute
+    sa.Column("user_agent", sa.String(255)),  # what the browser said it was, to recognise a login
+    sa.Index("logins_by_user", "user_name"),
+    sa.Index("logins_by_last_seen", "last_seen_at"),  # pruning
 )

@@ -1,9 +1,14 @@
-"""Login, logout, the user loader and the login lockout."""
+"""Login, logout, the user loader and the login lockout.
+
+A login lives on the server (``store.logins``); the session cookie holds only its
+random id. The user loader checks it on every request that carries a session, so
+a logout, ``users remove`` or ``session_hours`` of disuse ends it in every process
+at once. Requests without a session (Twilio's webhooks) never reach the loader.
+"""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from functools import wraps
 from urllib.parse import quote, urlsplit
 
@@ -59,8 +64,13 @@ def _warn_of_an_untrusted_proxy() -> None:
 
 @login_manager.user_loader
 def _load_user(name: str) -> User | None:
-    # Checked on every request: a user removed from .htpasswd is out at once.
-    return User(name) if name in current_team().users.current else None
+    # Checked on every request with a session: a user removed from .htpasswd is out at once,
+    # and so is a login that was ended (logout, users remove) or went unused for session_hours.
+    team = current_team()
+    if name in team.users.current and team.store.logins.check(session.get("login_id"), name):
+        return User(name)
+    session.clear()  # the cookie is worth nothing now: the browser gets an empty one back
+    return None
 
 
 def _to_login_page():
@@ -113,9 +123,14 @@ def login():
     run_blocking = current_app.extensions["shetphone_run_blocking"]
     if form.validate_on_submit() and run_blocking(team.users.current.verify, name, form.password.data or ""):
         next_url = safe_next(request.args.get("next") or request.form.get("next"))
+        login_id = team.store.logins.begin(name, request.user_agent.string)
+        replaced = session.get("login_id")
         session.clear()  # a new session at login: nothing from before carries over
-        login_user(User(name))
-        session["login_id"] = secrets.token_urlsafe(16)
+        login_user(User(name))  # never remember=True: a login outlives no logout
+        session["login_id"] = login_id
+        if isinstance(replaced, str):  # logged in again over a login: a copy of the old cookie is worth nothing
+            team.store.logins.end(replaced)
+            realtime.end_login(replaced)
         return redirect(next_url)
     team.lockout.record_failure(name, address)
     return render_template("login.html", form=form, error="Wrong user name or password."), 401
@@ -124,9 +139,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    login_id = session.get("login_id")
+    login_id = session["login_id"]  # login_required: a live login has one
+    current_team().store.logins.end(login_id)  # first: should it fail (503), nothing has ended
     logout_user()
     session.clear()
-    if login_id:
-        realtime.end_sessions(f"session:{login_id}")
+    realtime.end_login(login_id)
     return redirect(url_for("auth.login"))

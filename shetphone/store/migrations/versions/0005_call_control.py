@@ -1,7 +1,7 @@
 """Call control: each controlled call's state and claim, its parties' CallSids, the callbacks waiting.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 Created: 2026-12-02
 
 Frozen: the tables are spelt out here, not imported from schema.py.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
