@@ -10,6 +10,8 @@ database did not answer in time (a webhook answers 503 and Twilio retries),
 - ``engine.py``: the engine for a URL, SQLite pragmas, bounded cooperative waits, fork safety
 - ``schema.py``: the tables; ``migrations/``: their history (Alembic); ``migrate.py``: running it
 - ``calls.py``: the call log
+- ``presence.py``: do-not-disturb flags and who is on a call (SPEC §7)
+- ``outbox.py``: the voicemail e-mail outbox (SPEC §8)
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from .calls import CallLog, Recording
 from .engine import Database
 from .errors import SchemaTooNew, StoreError, StoreUnavailable
 from .migrate import Upgrade, upgrade
+from .outbox import MailOutbox
+from .presence import PresenceStore
 
-__all__ = ["CallLog", "Database", "Recording", "SchemaTooNew", "Store", "StoreError", "StoreUnavailable", "Upgrade"]
+__all__ = ["CallLog", "Database", "MailOutbox", "PresenceStore", "Recording", "SchemaTooNew", "Store", "StoreError",
+           "StoreUnavailable", "Upgrade"]
 
 
 class Store:
@@ -50,6 +55,8 @@ class Store:
             self.database.close()
             raise
         self.calls = CallLog(self.database, keep_days=keep_days, clock=clock)
+        self.presence = PresenceStore(self.database, clock=clock)
+        self.outbox = MailOutbox(self.database)
 
     def close(self) -> None:
         self.database.close()
