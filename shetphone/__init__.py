@@ -53,6 +53,7 @@ def create_app(
     from .extensions import csrf, login_manager
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
+    from .web import team as team_routes
 
     settings = settings or load_settings(root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,6 +104,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(dialer.bp)
     app.register_blueprint(voice.bp)
+    app.register_blueprint(team_routes.bp)
     appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import click
@@ -70,7 +71,8 @@ def register_commands(app: Flask, settings: Settings | None = None,
             click.echo(name)
 
     @app.cli.command("check-config")
-    def check_config() -> None:
+    @click.option("--smtp", is_flag=True, help="Also connect to smtp_url and say hello (TLS, login, NOOP).")
+    def check_config(smtp: bool) -> None:
         """Validate the ini file, .env, .htpasswd and presets.csv."""
         if error is not None:
             fail(error)
@@ -82,6 +84,8 @@ def register_commands(app: Flask, settings: Settings | None = None,
         click.echo(f"{s.presets_path}: ok")
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
+        if smtp:
+            check_smtp(s, fail)
 
     @db.command("upgrade")
     def upgrade_database() -> None:
@@ -124,6 +128,19 @@ def without_password(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+
+
+def check_smtp(settings: Settings, fail: Callable[[object], None]) -> None:
+    """``check-config --smtp``: the SMTP server of ``smtp_url`` answers, takes TLS and the login."""
+    from .mail import MailError, SmtpConfig, SmtpSender
+
+    if not settings.smtp_url:
+        fail(f"{settings.config_path}: [shetphone] smtp_url: is not set, so no voicemail is e-mailed")
+        return
+    try:
+        click.echo(SmtpSender(SmtpConfig.from_url(settings.smtp_url)).hello())
+    except MailError as exc:
+        fail(exc)
 
 
 def describe_upgrade(database: str, upgrade: Upgrade) -> str:

@@ -208,6 +208,24 @@ def twilio_post(client, team_files: TeamFiles) -> Callable:
     return post
 
 
+def browser_with_phone(app, name: str, ready: bool = True):
+    """A browser of ``name``'s on ``app``: logged in, connected over Socket.IO, and with ``ready`` its phone
+    started (``phone {"ready": true}``, as the page sends when its Device registers). Its Socket.IO test client."""
+    http = app.test_client()
+    assert login(http, name).status_code == 302
+    browser = app.extensions["socketio"].test_client(app, flask_test_client=http)
+    assert browser.is_connected()
+    if ready:
+        browser.emit("phone", {"ready": True})
+    return browser
+
+
+@pytest.fixture
+def phone_ready(app) -> Callable:
+    """``phone_ready("alice")``: :func:`browser_with_phone` on the ``app`` fixture."""
+    return lambda name: browser_with_phone(app, name)
+
+
 @dataclass
 class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung Redis)."""

@@ -115,9 +115,9 @@ def test_db_upgrade_brings_a_version_1_database_up_once(team_files):
     shutil.copy(ROOT / "tests" / "data" / "shetphone-v1.sqlite3", database)
     upgraded = flask(team_files, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == f"database sqlite:///{database}: upgraded from schema_version 1 to revision 0002"
+    assert upgraded.stdout.strip() == f"database sqlite:///{database}: upgraded from schema_version 1 to revision 0004"
     again = flask(team_files, "db", "upgrade")
-    assert again.stdout.strip() == f"database sqlite:///{database}: at revision 0002, the newest"
+    assert again.stdout.strip() == f"database sqlite:///{database}: at revision 0004, the newest"
 
 
 def test_a_database_newer_than_the_code_is_one_clear_line(team_files):
@@ -141,3 +141,30 @@ def test_db_upgrade_with_a_broken_ini_says_what_is_wrong(team_files):
     assert result.stderr.strip().splitlines() == [
         f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
     ]
+
+
+def test_check_config_smtp_connects_and_says_hello(team_files):
+    from smtp_helpers import SmtpServer
+
+    server = SmtpServer().start()
+    try:
+        team_files.write_ini(extra=f"smtp_url = {server.url()}\nmail_from = phone@example.test")
+        result = flask(team_files, "check-config", "--smtp")
+        assert result.returncode == 0, result.stderr
+        assert f"smtp://127.0.0.1:{server.port} said hello" in result.stdout
+        assert "[shetphone] smtp_url = smtp://127.0.0.1" in result.stdout
+        plain = flask(team_files, "check-config")  # without --smtp nothing connects
+        assert plain.returncode == 0 and "said hello" not in plain.stdout
+    finally:
+        server.stop()
+    down = flask(team_files, "check-config", "--smtp")
+    assert down.returncode == 1
+    (line,) = down.stderr.strip().splitlines()
+    assert line.startswith(f"Error: smtp://127.0.0.1:{server.port}: ") and "refused" in line
+
+
+def test_check_config_smtp_without_an_smtp_url_says_so(team_files):
+    result = flask(team_files, "check-config", "--smtp")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {team_files.ini}: [shetphone] smtp_url: is not set, "
+                                                      "so no voicemail is e-mailed")

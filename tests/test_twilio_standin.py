@@ -147,6 +147,31 @@ def test_nobody_answering_asks_the_dial_action_and_runs_the_voicemail_it_answers
     assert media.content == b"ID3 message" and media.headers["Content-Type"] == "audio/mpeg"
 
 
+def test_a_recording_made_with_transcribe_is_transcribed_when_the_test_says(standin, app_side):
+    transcription = PUBLIC_URL + "/voice/transcription"
+    app_side.answers["/voice"] = twiml.voicemail("Leave a message.", None, RECORDING, PUBLIC_URL + "/voice/recorded",
+                                                 transcription)
+    parent = standin.incoming_call(CALLER, TEAM)
+    standin.run()
+    recording_sid = standin.finish_recording(parent.sid, seconds=4)
+    standin.run()
+    assert app_side.posts("/voice/transcription") == []  # it takes Twilio a while
+    standin.transcribe(recording_sid, "Call me back.")
+    standin.transcribe(recording_sid, "", status="failed")
+    standin.run()
+    done, failed = app_side.posts("/voice/transcription")
+    assert (done["RecordingSid"], done["CallSid"], done["TranscriptionStatus"], done["TranscriptionText"]) == (
+        recording_sid, parent.sid, "completed", "Call me back.")
+    assert done["TranscriptionSid"].startswith("TR") and done["RecordingUrl"].endswith(recording_sid)
+    assert failed["TranscriptionStatus"] == "failed"
+    plain = standin.incoming_call(CALLER, TEAM)
+    app_side.answers["/voice"] = twiml.voicemail("Hi.", None, RECORDING, PUBLIC_URL + "/voice/recorded")
+    standin.run()
+    untranscribed = standin.finish_recording(plain.sid)
+    with pytest.raises(AssertionError, match="not recorded with transcribe"):
+        standin.transcribe(untranscribed, "Nothing to see.")
+
+
 def test_a_child_redirected_by_rest_ends_the_parents_dial_which_asks_its_action_with_completed(standin, app_side):
     parent, alice = answered_incoming_call(standin, app_side)
     app_side.answers["/voice/dial-complete"] = conference_leg(parent.sid, "outside", outside=True)

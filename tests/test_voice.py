@@ -93,7 +93,9 @@ def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app
     assert "can no longer make calls" in said(root)
 
 
-def test_inbound_rings_every_client_of_the_number(twilio_post):
+def test_inbound_rings_every_client_of_the_number(twilio_post, phone_ready):
+    phone_ready("alice")
+    phone_ready("bob")
     root = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000001"}))
     (dial,) = root
     assert dial.get("timeout") == "20"
@@ -102,7 +104,9 @@ def test_inbound_rings_every_client_of_the_number(twilio_post):
     assert all(client.get("statusCallback") == PUBLIC_URL + "/voice/status" for client in dial)
 
 
-def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app):
+def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app, phone_ready):
+    phone_ready("alice")
+    phone_ready("bob")
     remove_users(app, team_files, "bob")  # still listed for +441595000001 in the ini
     (dial,) = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000001"}))
     assert [client.text for client in dial] == ["alice"]
@@ -216,10 +220,12 @@ def test_a_socket_without_a_session_is_refused(app, client):
 
 def test_a_database_locked_too_long_answers_503_to_callbacks_and_calls_still_go_through(impatient_app,
                                                                                           team_files):
-    from conftest import signature_for
+    from conftest import browser_with_phone, signature_for
     from store_helpers import sqlite_locked
 
     client = impatient_app.test_client()
+    browser_with_phone(impatient_app, "alice")
+    browser_with_phone(impatient_app, "bob")
 
     def post(path, params):
         signature = signature_for(team_files.auth_token, PUBLIC_URL + path, params)
