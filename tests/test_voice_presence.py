@@ -299,3 +299,12 @@ def test_a_transcript_of_an_unknown_recording_is_dropped(twilio):
     assert twilio.post("/voice/transcription", transcription("Nobody's.")).status_code == 204
     bad = {**transcription("x"), "RecordingSid": "nonsense"}
     assert twilio.post("/voice/transcription", bad).status_code == 204
+
+
+def test_a_call_sent_straight_to_voicemail_is_listed_as_missed(app, twilio):
+    set_dnd(app, "bob", True)
+    assert straight_to_voicemail(twilio.incoming())
+    http = app.test_client()
+    login(http, "alice")
+    (listed,) = http.get("/calls").get_json()["calls"]
+    assert (listed["status"], listed["missed"]) == ("no-answer", True)

@@ -1,4 +1,4 @@
-// The Socket.IO connection to our own server: call status, voicemail, presets, session end.
+// The Socket.IO connection to our own server: call status, voicemail, presets, presence, session end.
 import { io } from 'socket.io-client'
 import { sitePath, siteUrl } from './site.js'
 
@@ -6,7 +6,7 @@ export function goToLogin() {
   window.location.assign(siteUrl('login') + '?next=' + encodeURIComponent(window.location.pathname))
 }
 
-// handlers: callStatus(payload), presetsChanged(), voicemail(payload), connection(state)
+// handlers: callStatus(payload), presetsChanged(), voicemail(payload), presence(payload), connection(state)
 // where state is 'connected' | 'reconnecting' | 'reconnected'.
 export function connectRealtime(handlers) {
   const socket = io({ path: sitePath('socket.io'), withCredentials: true })
@@ -43,6 +43,7 @@ export function connectRealtime(handlers) {
   socket.on('call_status', (payload) => handlers.callStatus(payload))
   socket.on('voicemail', (payload) => handlers.voicemail && handlers.voicemail(payload))
   socket.on('presets_changed', () => handlers.presetsChanged())
+  socket.on('presence', (payload) => handlers.presence && handlers.presence(payload))
   socket.on('session_ended', () => {
     socket.disconnect()
     window.location.assign(siteUrl('login'))

@@ -69,7 +69,7 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
         return xml(twiml.refusal("Sorry, this number is not in service."))
     _open_call(call_sid, "inbound", number, caller, number, None)
     if target.kind == "clients":
-        return xml(_ring(target, caller, number))
+        return xml(_ring(target, caller, number, call_sid))
     stream_url = f"wss://{team.settings.public_host}/media/stream"
     stream_target = target.stream_target
     # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
@@ -77,7 +77,7 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
-def _ring(target: NumberTarget, caller: str, number: str) -> str:
+def _ring(target: NumberTarget, caller: str, number: str, call_sid: str) -> str:
     """SPEC §7: the members who are available, the number's outside phones and the forward number of each
     member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung."""
     team = current_team()
@@ -92,6 +92,12 @@ def _ring(target: NumberTarget, caller: str, number: str) -> str:
         states = {member: State.AVAILABLE for member in members}
     group = ringing.RingGroup(target.clients, target.outside_numbers)
     plan = ringing.plan_ringing(group, states, team.settings.forward, users)
+    if plan.voicemail:
+        # No <Dial>, so no leg and no <Dial action> will say so: the call is missed from the start.
+        try:
+            team.store.calls.record_dial_outcome(call_sid, "no-answer")
+        except StoreError as exc:
+            log.warning("could not record call %s as missed: %s", call_sid, exc)
     return ringing.ring_twiml(
         plan,
         caller=caller,
