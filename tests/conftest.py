@@ -348,6 +348,21 @@ def live_login(server: LiveServer, name: str, password: str | None = None) -> re
     return session
 
 
+def phone_started_on(url: str, session: requests.Session, socket, name: str) -> None:
+    """Send ``phone {"ready": true}`` on a live server's Socket.IO client of ``name`` (logged in as ``session``),
+    as the page does when its Device registers, and wait until the server at ``url`` says they are available
+    (GET /team): a call to their number rings them from then on."""
+    socket.emit("phone", {"ready": True})
+    deadline = time.monotonic() + 10
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = {member["user"]: member["state"] for member in session.get(url + "/team", timeout=10).json()["team"]}
+        if states.get(name) == "available":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server never counted {name}'s phone: {states}")
+
+
 # ------------------------------------------------------------------------ real servers for presence and mail
 
 

@@ -57,3 +57,13 @@ def test_a_call_that_lost_its_last_callback_stops_counting_after_a_day(store, cl
     assert store.presence.busy_of({"alice"}) == {"alice"}
     clock.advance(hours=24, seconds=1)
     assert store.presence.busy_of({"alice"}) == frozenset()  # the call log's LONGEST_CALL
+
+
+def test_a_placed_call_twilio_never_reported_on_stops_counting_after_two_minutes(store, clock):
+    open_outbound(store.calls, "CAout", "carol", "+441595000004", "+441595123456")
+    clock.advance(minutes=1, seconds=59)
+    assert store.presence.busy_of({"carol"}) == {"carol"}
+    clock.advance(seconds=2)
+    assert store.presence.busy_of({"carol"}) == frozenset()
+    store.calls.record_status(callback("CAdial", "ringing", 0, parent="CAout", To="+441595123456"))
+    assert store.presence.busy_of({"carol"}) == {"carol"}  # late, but news: it rings

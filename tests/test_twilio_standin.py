@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import PUBLIC_URL, live_login, login, make_team_files, start_server
+import socketio
+from conftest import PUBLIC_URL, live_login, login, make_team_files, phone_started_on, start_server
 from twilio.request_validator import RequestValidator
 from twilio_standin import FlaskCallbacks, HttpCallbacks, TwilioStandIn
 
@@ -341,7 +342,9 @@ def test_calls_created_by_rest_run_their_twiml_once_answered(standin, app_side):
 # --------------------------------------------------------------- with the real app
 
 
-def test_the_real_app_accepts_the_stand_ins_signatures_through_the_flask_client(app, standin):
+def test_the_real_app_accepts_the_stand_ins_signatures_through_the_flask_client(app, standin, phone_ready):
+    phone_ready("alice")  # their pages' phones are started: the call rings them
+    phone_ready("bob")
     settings = app.extensions["shetphone"].settings
     standin.accept(settings.twilio.account_sid, settings.twilio.auth_token)
     standin.connect(FlaskCallbacks(app.test_client(), PUBLIC_URL), PUBLIC_URL)
@@ -362,7 +365,11 @@ def test_auto_mode_posts_to_a_live_server_as_it_goes(tmp_path):
     files = make_team_files(tmp_path)
     server = start_server(files)
     standin = TwilioStandIn(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"], mode="auto")
+    session = live_login(server, "alice")
+    page = socketio.Client(http_session=session, reconnection=False)  # alice's page, its phone started
+    page.connect(server.url, transports=["websocket"], wait_timeout=10)
     try:
+        phone_started_on(server.url, session, page, "alice")
         standin.connect(HttpCallbacks(), server.url)
         parent = standin.incoming_call(CALLER, TEAM)
         standin.wait_idle()
@@ -374,5 +381,6 @@ def test_auto_mode_posts_to_a_live_server_as_it_goes(tmp_path):
         calls = live_login(server, "bob").get(server.url + "/calls", timeout=10).json()["calls"]
         assert [(c["call_sid"], c["status"]) for c in calls] == [(parent.sid, "in-progress")]
     finally:
+        page.disconnect()
         standin.stop()
         server.stop()

@@ -301,9 +301,14 @@ def test_a_transcript_of_an_unknown_recording_is_dropped(twilio):
     assert twilio.post("/voice/transcription", bad).status_code == 204
 
 
-def test_a_call_sent_straight_to_voicemail_is_listed_as_missed(app, twilio):
+def test_a_call_sent_straight_to_voicemail_is_listed_as_missed_and_told_to_the_pages(app, twilio):
     set_dnd(app, "bob", True)
+    alice_page = browser_with_phone(app, "alice", ready=False)
+    alice_page.get_received()
     assert straight_to_voicemail(twilio.incoming())
+    (event,) = [e["args"][0] for e in alice_page.get_received() if e["name"] == "call_status"]
+    assert (event["call_sid"], event["parent_call_sid"], event["status"], event["number"], event["from"]) == (
+        "CA" + "1".zfill(32), None, "no-answer", TEAM, CALLER)
     http = app.test_client()
     login(http, "alice")
     (listed,) = http.get("/calls").get_json()["calls"]

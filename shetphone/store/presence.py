@@ -8,7 +8,7 @@ twice, whatever the size of the ring group.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,7 +19,11 @@ from .calls import LONGEST_CALL, _insert_unless_present
 from .engine import Database
 from .schema import calls, dnd, legs
 
-LIVE_STATUSES = sorted(set(callstate.STATUS_RANK) - callstate.TERMINAL_STATUSES)
+STARTING_STATUSES = ["queued", "initiated"]
+RINGING_OR_TALKING = sorted(set(callstate.STATUS_RANK) - callstate.TERMINAL_STATUSES - set(STARTING_STATUSES))
+# A call placed from a browser that Twilio never reported on (its callbacks lost) would keep its caller busy
+# for a day; a call still "initiated" after this long is not being dialled any more.
+DIALLING_AT_MOST = timedelta(minutes=2)
 
 
 class PresenceStore:
@@ -50,8 +54,9 @@ class PresenceStore:
         return frozenset(self.database.read(lambda conn: list(conn.scalars(query))))
 
     def busy_of(self, users: Collection[str]) -> frozenset[str]:
-        """The users among ``users`` with a call in progress: one they placed that is not over, or an
-        incoming one they answered whose leg is not over.
+        """The users among ``users`` with a call in progress: one they placed that is not over (and, when
+        Twilio said nothing of it yet, is at most two minutes old), or an incoming one they answered
+        whose leg is not over.
 
         Two indexed reads: calls by client (``calls_by_client``), and the few legs not yet final
         (``legs_by_rank``). A call older than a day lost its last callback and counts no more.
@@ -59,12 +64,16 @@ class PresenceStore:
         users = sorted(set(users))
         if not users:
             return frozenset()
-        since = naive_utc(self._clock()) - LONGEST_CALL
+        now = naive_utc(self._clock())
+        since = now - LONGEST_CALL
         placed = sa.select(calls.c.client).where(
             calls.c.client.in_(users),
             calls.c.direction == "outbound",
             calls.c.started_at >= since,
-            calls.c.status.in_(LIVE_STATUSES),
+            sa.or_(
+                calls.c.status.in_(RINGING_OR_TALKING),
+                sa.and_(calls.c.status.in_(STARTING_STATUSES), calls.c.started_at >= now - DIALLING_AT_MOST),
+            ),
         )
         answered = (
             sa.select(legs.c.to_number)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from flask import Blueprint, Response, abort, request, url_for
 
 from .. import current_team, realtime, ringing, stream_auth, twiml
+from ..callstate import call_status_event
 from ..dialing import DialRefused, plan_outbound_call
 from ..mail import Voicemail
 from ..presence import State
@@ -67,9 +69,9 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     target = team.directory.target_for(number)
     if target is None:
         return xml(twiml.refusal("Sorry, this number is not in service."))
-    _open_call(call_sid, "inbound", number, caller, number, None)
+    logged = _open_call(call_sid, "inbound", number, caller, number, None)
     if target.kind == "clients":
-        return xml(_ring(target, caller, number, call_sid))
+        return xml(_ring(target, caller, number, call_sid, database_answers=logged))
     stream_url = f"wss://{team.settings.public_host}/media/stream"
     stream_target = target.stream_target
     # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
@@ -77,27 +79,27 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
-def _ring(target: NumberTarget, caller: str, number: str, call_sid: str) -> str:
+def _ring(target: NumberTarget, caller: str, number: str, call_sid: str, *, database_answers: bool) -> str:
     """SPEC §7: the members who are available, the number's outside phones and the forward number of each
-    member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung."""
+    member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung.
+
+    ``database_answers`` False: the call could not be logged just now, so DND and calls in progress are
+    not waited for either (the caller would hear silence twice as long)."""
     team = current_team()
     users = team.users.current
     members = [member for member in target.clients if member in users]
+    everyone = {member: State.AVAILABLE for member in members}  # as before presence: a call rings
     try:
         # While shared presence is unreachable every member who is not dnd or busy rings: a browser
         # that is not there costs nothing, a missed call does.
-        states = team.presence.states(members, unknown_as_ready=True)
-    except StoreError as exc:  # as before presence: a call rings, whatever the database does
+        states = team.presence.states(members, unknown_as_ready=True) if database_answers else everyone
+    except StoreError as exc:
         log.warning("presence unknown for a call to %s, every member rings: %s", number, exc)
-        states = {member: State.AVAILABLE for member in members}
+        states = everyone
     group = ringing.RingGroup(target.clients, target.outside_numbers)
     plan = ringing.plan_ringing(group, states, team.settings.forward, users)
     if plan.voicemail:
-        # No <Dial>, so no leg and no <Dial action> will say so: the call is missed from the start.
-        try:
-            team.store.calls.record_dial_outcome(call_sid, "no-answer")
-        except StoreError as exc:
-            log.warning("could not record call %s as missed: %s", call_sid, exc)
+        _missed_at_once(call_sid, caller, number)
     return ringing.ring_twiml(
         plan,
         caller=caller,
@@ -109,7 +111,20 @@ def _ring(target: NumberTarget, caller: str, number: str, call_sid: str) -> str:
     )
 
 
-def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> None:
+def _missed_at_once(call_sid: str, caller: str, number: str) -> None:
+    """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
+    so the log is told here, and the pages of the number (their recent calls) too."""
+    try:
+        current_team().store.calls.record_dial_outcome(call_sid, "no-answer")
+    except StoreError as exc:
+        log.warning("could not record call %s as missed: %s", call_sid, exc)
+        return
+    facts = SimpleNamespace(number=number, direction="inbound", from_number=caller, to_number=number)
+    realtime.emit_call_status(call_status_event(facts, call_sid, None, "no-answer", datetime.now(UTC), None))
+
+
+def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> bool:
+    """Log the call's start; False when the database could not."""
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
     try:
@@ -118,6 +133,8 @@ def _open_call(call_sid: str, direction: str, number: str, caller: str, called: 
         )
     except StoreError as exc:
         log.warning("could not log the start of call %s: %s", call_sid, exc)
+        return False
+    return True
 
 
 @bp.post("/status")
