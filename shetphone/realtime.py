@@ -178,12 +178,12 @@ def _presence_upkeep(app: Flask) -> None:
         team = _team()
         interval = team.presence.heartbeat_interval or PRESENCE_ROUND
         while True:
+            _socketio().sleep(interval)  # first: a process just started has no browser to keep alive
             try:
                 team.presence.heartbeat()
                 publish_presence(team.users.current.names())
             except Exception:  # a loop that dies silently would be worse than a log line
                 log.exception("presence upkeep failed; trying again shortly")
-            _socketio().sleep(interval)
 
 
 def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
