@@ -56,6 +56,7 @@ def create_app(
     from .team import build_team
     from .web import appshell, auth, dialer, security, voice
     from .web import control as call_control
+    from .web import team as team_routes
     from .web.webhooks import WebhookDispatcher, create_webhook_app, share_url_rules
 
     settings = settings or load_settings(root)
@@ -115,6 +116,7 @@ def create_app(
     app.register_blueprint(dialer.bp)
     app.register_blueprint(voice.bp)  # never reached (see web/webhooks.py): here so url_for builds its URLs
     app.register_blueprint(call_control.bp)
+    app.register_blueprint(team_routes.bp)
     appshell.init_app(app)
     csrf.exempt(voice.bp)  # Twilio signs its requests instead
 

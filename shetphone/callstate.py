@@ -204,6 +204,7 @@ def listed_call(
     duration: int,
     answered: bool,
     recording_sid: str | None,
+    voicemail_transcript: str | None = None,
 ) -> dict[str, Any]:
     """One entry of ``GET /calls``; the route turns ``recording_sid`` into our own ``voicemail_url``."""
     return {
@@ -217,6 +218,7 @@ def listed_call(
         "duration": duration,
         "voicemail_url": None,
         "recording_sid": recording_sid,
+        "voicemail_transcript": voicemail_transcript,
         "missed": is_missed(direction, status, answered),
     }
 

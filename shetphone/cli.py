@@ -95,7 +95,8 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
             click.echo(name)
 
     @app.cli.command("check-config")
-    def check_config() -> None:
+    @click.option("--smtp", is_flag=True, help="Also connect to smtp_url and say hello (TLS, login, NOOP).")
+    def check_config(smtp: bool) -> None:
         """Validate the ini file, .env, .htpasswd and presets.csv; reach the database and the message queue."""
         if error is not None:
             fail(error)
@@ -114,6 +115,8 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
             click.echo(f"message_queue {without_password(s.message_queue)}: ok, it answers")
         if s.twilio.missing:
             click.echo("Twilio is not configured (calling is off): set " + ", ".join(s.twilio.missing))
+        if smtp:
+            check_smtp(s, fail)
 
     @db.command("upgrade")
     def upgrade_database() -> None:
@@ -152,6 +155,19 @@ def without_password(url: str) -> str:
 def describe_database(store: Store) -> str:
     """Asks the database (a real round trip) for its revision."""
     return f"database {store.database.name}: ok, at revision {migrate.current(store.database)}"
+
+
+def check_smtp(settings: Settings, fail: Callable[[object], None]) -> None:
+    """``check-config --smtp``: the SMTP server of ``smtp_url`` answers, takes TLS and the login."""
+    from .mail import MailError, SmtpConfig, SmtpSender
+
+    if not settings.smtp_url:
+        fail(f"{settings.config_path}: [shetphone] smtp_url: is not set, so no voicemail is e-mailed")
+        return
+    try:
+        click.echo(SmtpSender(SmtpConfig.from_url(settings.smtp_url)).hello())
+    except MailError as exc:
+        fail(exc)
 
 
 def describe_upgrade(database: str, upgrade: Upgrade) -> str:

@@ -24,6 +24,11 @@ class Directory:
         for client, caller_ids in self._clients.items():
             memberships.setdefault(client, set()).update(caller_ids)
         self._memberships = {client: frozenset(numbers) for client, numbers in memberships.items()}
+        members: dict[str, set[str]] = {}
+        for client, numbers in memberships.items():
+            for number in numbers:
+                members.setdefault(number, set()).add(client)
+        self._members = {number: frozenset(clients) for number, clients in members.items()}
 
     def target_for(self, number: str) -> NumberTarget | None:
         """Where an incoming call to ``number`` goes, or None when it is not ours."""
@@ -42,10 +47,17 @@ class Directory:
         """The Twilio numbers ``user`` rings on or may call from."""
         return self._memberships.get(user, frozenset())
 
+    def members_of(self, number: str) -> frozenset[str]:
+        """The users of ``number``: those it rings, and those who may call from it."""
+        return self._members.get(number, frozenset())
+
     def teammates_of(self, user: str) -> frozenset[str]:
-        """The other users who share a number with ``user`` (SPEC §7's teammates)."""
-        mine = self.numbers_of(user)
-        return frozenset(name for name, numbers in self._memberships.items() if name != user and numbers & mine)
+        """The users who share a number with ``user`` (SPEC §7), ``user`` included."""
+        return frozenset({user}).union(*(self.members_of(number) for number in self.numbers_of(user)))
+
+    def users(self) -> frozenset[str]:
+        """Every user the configuration names."""
+        return frozenset(self._memberships)
 
     def team_numbers(self) -> frozenset[str]:
         """Every number of the team: those that ring, and every caller ID."""

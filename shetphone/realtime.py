@@ -21,6 +21,7 @@ from flask_socketio import SocketIO, join_room
 
 from . import message_queue as queues
 from .directory import number_room
+from .presence import Change
 from .presets import Preset
 from .store import StoreError, login_key
 from .users import Users
@@ -34,6 +35,7 @@ STALE_CHECK_INTERVAL = 15.0  # seconds between looks for ringing legs whose fina
 # default of 30 s for an outgoing call; one still ringing a minute after that lost its end.
 OUTBOUND_DIAL_TIMEOUT = 30
 STALE_RING_MARGIN = 60
+PRESENCE_ROUND = 15.0  # seconds between announcements of silent changes, when presence needs no heartbeat
 
 
 
@@ -51,6 +53,8 @@ def init_app(app: Flask, *, async_mode: str, message_queue: str | None) -> Socke
         ping_timeout=20,
     )
     socketio.on_event("connect", _on_connect)
+    socketio.on_event("disconnect", _on_disconnect)
+    socketio.on_event("phone", _on_phone)
     app.before_request(ensure_watcher)
     return socketio
 
@@ -142,6 +146,81 @@ def end_login(login_id: str) -> None:
     end_sessions(login_room(login_key(login_id)))
 
 
+# ----------------------------------------------------------------------------- presence (SPEC §7)
+
+
+def _on_phone(data: Any = None) -> None:
+    """``phone {"ready": true|false}``: this browser's Device registered or unregistered."""
+    if not (isinstance(data, dict) and isinstance(data.get("ready"), bool)) or not current_user.is_authenticated:
+        return  # not the event's shape: ignored, the connection stays
+    team = _team()
+    name = current_user.get_id()
+    if name not in team.users.current:
+        return
+    try:
+        change = team.presence.phone(name, request.sid, data["ready"])
+    except StoreError as exc:  # the browser is counted; the announcement waits for the next round
+        log.warning("presence of %s not announced: %s", name, exc)
+        return
+    emit_presence([change] if change else [])
+
+
+def _on_disconnect(reason: Any = None) -> None:
+    try:
+        change = _team().presence.disconnected(request.sid)
+    except StoreError as exc:
+        log.warning("presence change at a disconnect not announced: %s", exc)
+        return
+    emit_presence([change] if change else [])
+
+
+def emit_presence(changes: Iterable[Change]) -> None:
+    """One ``presence`` event per change, to everyone who shares a number with its user (and to them)."""
+    team = _team()
+    for change in changes:
+        rooms = team.directory.rooms_for(change.user)  # their own room, and one per number of theirs
+        _socketio().emit("presence", change.as_event(), to=rooms)
+
+
+def publish_presence(users: Iterable[str]) -> None:
+    """Announce what changed for ``users`` (after a DND switch, a call starting or ending)."""
+    team = _team()
+    current = team.users.current
+    try:
+        changes = team.presence.publish(user for user in users if user in current)
+    except StoreError as exc:  # the next round announces it
+        log.warning("presence not announced: %s", exc)
+        return
+    emit_presence(changes)
+
+
+def publish_presence_soon(users: Iterable[str]) -> None:
+    """:func:`publish_presence` off the request path (a webhook answers Twilio first)."""
+    app = current_app._get_current_object()
+    users = list(users)
+
+    def publish() -> None:
+        with app.app_context():
+            publish_presence(users)
+
+    _socketio().start_background_task(publish)
+
+
+def _presence_upkeep(app: Flask) -> None:
+    """Keep this process's browsers alive in shared presence, and announce what changed silently
+    (another process's browsers expiring, a call ended that nobody published)."""
+    with app.app_context():
+        team = _team()
+        interval = team.presence.heartbeat_interval or PRESENCE_ROUND
+        while True:
+            _socketio().sleep(interval)  # first: a process just started has no browser to keep alive
+            try:
+                team.presence.heartbeat()
+                publish_presence(team.users.current.names())
+            except Exception:  # a loop that dies silently would be worse than a log line
+                log.exception("presence upkeep failed; trying again shortly")
+
+
 def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
     _socketio().emit("presets_changed", {})
 
@@ -206,6 +285,10 @@ def _prune(team) -> None:
         return
     if removed:
         log.info("pruned %d calls older than %d days", removed, team.settings.keep_days)
+    try:
+        team.store.outbox.prune(time.time() - team.settings.keep_days * 86400)
+    except StoreError as exc:
+        log.warning("could not prune the mail outbox: %s", exc)
 
 
 def _prune_logins(team) -> None:
@@ -227,3 +310,7 @@ def ensure_watcher() -> None:
         return
     app.extensions["shetphone_watcher_pid"] = os.getpid()
     _socketio().start_background_task(_housekeeping, app)
+    _socketio().start_background_task(_presence_upkeep, app)
+    mailer = _team().mail
+    if mailer is not None:  # one sender per process; the outbox's claims keep them from sending a row twice
+        _socketio().start_background_task(mailer.run_forever)

@@ -56,7 +56,10 @@ SECTION_MAIN = "shetphone"
 SECTION_NUMBERS = "shetphone:numbers"
 SECTION_CLIENTS = "shetphone:clients"
 SECTION_BRIDGE = "shetphone:bridge"
-MAP_SECTIONS = {SECTION_NUMBERS, SECTION_CLIENTS}  # their keys are numbers or names, parsed below the table
+SECTION_FORWARD = "shetphone:forward"
+SECTION_EMAIL = "shetphone:email"
+# Their keys are numbers or names, parsed below the table.
+MAP_SECTIONS = {SECTION_NUMBERS, SECTION_CLIENTS, SECTION_FORWARD, SECTION_EMAIL}
 FOREIGN_SECTIONS = {"uwsgi"}  # read by other programs; their keys are theirs
 
 ANY_COUNTRY = "*"  # allowed_countries: every geographic region
@@ -65,6 +68,7 @@ ANY_COUNTRY = "*"  # allowed_countries: every geographic region
 # that are safe in both, in TwiML and in a Socket.IO room name.
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,120}$")
 SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
+LOOKS_LIKE_A_NUMBER = re.compile(r"^[0-9().-]{6,}$")  # an outside phone written without its +
 
 
 class ConfigError(Exception):
@@ -187,6 +191,29 @@ def region_codes(text: str, here: Path) -> frozenset[str]:
     return frozenset(codes)
 
 
+def smtp_url(text: str, here: Path) -> str:
+    from .mail import SmtpConfig  # the one reader of the URL; its messages never echo the password
+
+    try:
+        SmtpConfig.from_url(text)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return text
+
+
+MAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
+
+
+def mail_address(text: str, here: Path) -> str:
+    """``phone@example.org`` or ``Shetphone <phone@example.org>``."""
+    from email.utils import parseaddr
+
+    _, address = parseaddr(text)
+    if not MAIL_ADDRESS.match(address):
+        raise Invalid(f"{text!r} is not an e-mail address (like Shetphone <phone@example.org>)")
+    return text
+
+
 def host_port(text: str, here: Path) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host:
@@ -259,6 +286,7 @@ class NumberTarget:
     kind: str  # "clients", "discord" or "echo"
     clients: tuple[str, ...] = ()
     discord_channel: int | None = None
+    outside_numbers: tuple[str, ...] = ()  # E.164 phones rung with the clients (SPEC §7)
 
     @property
     def stream_target(self) -> str | None:
@@ -371,6 +399,19 @@ class Settings:
     hold_music_url: str | None = key(
         SECTION_MAIN, "hold_music_url", http_url, None, "what a held caller hears (MP3, WAV or TwiML)",
         unset="Twilio's default music")
+    voicemail_transcribe: bool = key(
+        SECTION_MAIN, "voicemail_transcribe", yes_no, "no",
+        "``yes``: Twilio transcribes each voicemail; the page and the e-mail show the text")
+    smtp_url: str | None = key(
+        SECTION_MAIN, "smtp_url", smtp_url, None,
+        "``smtp://user:pass@host:587`` (STARTTLS when offered) or ``smtps://user:pass@host:465``: voicemail by "
+        "e-mail to the addresses in ``[shetphone:email]``", secret=True, unset="no e-mail")
+    mail_from: str | None = key(
+        SECTION_MAIN, "mail_from", mail_address, None,
+        "the sender of voicemail e-mail, e.g. ``Shetphone <phone@example.org>``; needed with ``smtp_url``")
+    presence_ttl: int = key(
+        SECTION_MAIN, "presence_ttl", whole(1, 60, "seconds"), "45",
+        "with ``message_queue``: seconds a browser still counts as available after its process stopped answering")
 
     # Not keys of the table: where things are, the map sections, the environment.
     config_path: Path
@@ -385,6 +426,10 @@ class Settings:
     discord_bot_tokens: tuple[str, ...] = field(default=(), repr=False)
     # (section, key) -> the text written in the file, for check-config; unset keys are absent.
     written: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    forward: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # user -> E.164 (SPEC §7)
+    email: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))  # user -> addresses
+    # (section, key) -> its line in the file, for the map sections: checks made later still name the line.
+    lines: Mapping[tuple[str, str], int] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     @property
     def public_host(self) -> str:
@@ -399,6 +444,14 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
+
+    @property
+    def mail_configured(self) -> bool:
+        return bool(self.smtp_url and self.mail_from)
+
+    def config_error(self, section: str, key: str, what: str) -> ConfigError:
+        """A mistake in a map section's entry found after loading (the dialing policy's): still its line."""
+        return ConfigError(self.config_path, f"[{section}] {key}", what, self.lines.get((section, key)))
 
 
 KEYS: tuple[Key, ...] = table_of(Settings) + table_of(BridgeSettings)
@@ -439,7 +492,7 @@ class _Ini:
             what = "this line is neither a [section], a key = value nor a comment"
             raise ConfigError(path, "", what, lineno) from None
         self.parser = parser
-        self._lines = self._index(text)
+        self.lines = self._index(text)
 
     @staticmethod
     def _index(text: str) -> dict[tuple[str, str | None], int]:
@@ -459,7 +512,7 @@ class _Ini:
 
     def error(self, section: str, key: str | None, what: str) -> ConfigError:
         where = f"[{section}] {key}" if key is not None else f"[{section}]"
-        return ConfigError(self.path, where, what, self._lines.get((section, key)))
+        return ConfigError(self.path, where, what, self.lines.get((section, key)))
 
     def sections(self) -> list[str]:
         return self.parser.sections()
@@ -535,22 +588,58 @@ def _number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
         except Invalid as exc:
             raise ini.error(SECTION_NUMBERS, number, str(exc)) from None
         return NumberTarget(kind="discord", discord_channel=channel)
+    clients: list[str] = []
+    outside: list[str] = []
     for item in items:
         if item == "echo" or item.startswith("discord:"):
             raise ini.error(SECTION_NUMBERS, number, f"{item} cannot be mixed with other targets")
-        _client_name(ini, SECTION_NUMBERS, number, item)
-    if len(set(items)) != len(items):
+        if item.startswith("+"):  # an outside phone, rung with the clients
+            outside.append(_e164(ini, SECTION_NUMBERS, number, item))
+        elif LOOKS_LIKE_A_NUMBER.match(item):
+            raise ini.error(SECTION_NUMBERS, number, f"{item!r} looks like a phone number: write outside phones in "
+                            "E.164, like +447911123401")
+        else:
+            clients.append(_client_name(ini, SECTION_NUMBERS, number, item))
+    if len(set(clients)) != len(clients):
         raise ini.error(SECTION_NUMBERS, number, "names a client twice")
+    if len(set(outside)) != len(outside):
+        raise ini.error(SECTION_NUMBERS, number, "names an outside phone twice")
     if len(items) > MAX_CLIENTS_PER_NUMBER:
         raise ini.error(
-            SECTION_NUMBERS, number, f"rings {len(items)} clients; Twilio rings at most {MAX_CLIENTS_PER_NUMBER}"
+            SECTION_NUMBERS, number,
+            f"rings {len(items)} clients and phones; Twilio rings at most {MAX_CLIENTS_PER_NUMBER}",
         )
-    return NumberTarget(kind="clients", clients=tuple(items))
+    return NumberTarget(kind="clients", clients=tuple(clients), outside_numbers=tuple(outside))
 
 
 def _numbers(ini: _Ini) -> dict[str, NumberTarget]:
     return {_e164(ini, SECTION_NUMBERS, number, number): _number_target(ini, number, value)
             for number, value in ini.items(SECTION_NUMBERS)}
+
+
+def _forward(ini: _Ini) -> dict[str, str]:
+    forward: dict[str, str] = {}
+    for name, value in ini.items(SECTION_FORWARD):
+        _client_name(ini, SECTION_FORWARD, name, name)
+        items = split_list(value)
+        if len(items) != 1:
+            raise ini.error(SECTION_FORWARD, name, "names one phone number (E.164), like +447911123401")
+        forward[name] = _e164(ini, SECTION_FORWARD, name, items[0])
+    return forward
+
+
+def _email(ini: _Ini) -> dict[str, tuple[str, ...]]:
+    email: dict[str, tuple[str, ...]] = {}
+    for name, value in ini.items(SECTION_EMAIL):
+        _client_name(ini, SECTION_EMAIL, name, name)
+        addresses = split_list(value)
+        if not addresses:
+            raise ini.error(SECTION_EMAIL, name, "names no e-mail address")
+        for address in addresses:
+            if not MAIL_ADDRESS.match(address):
+                raise ini.error(SECTION_EMAIL, name, f"{address!r} is not an e-mail address (like alice@example.org)")
+        email[name] = tuple(dict.fromkeys(addresses))
+    return email
 
 
 def _clients(ini: _Ini) -> dict[str, tuple[str, ...]] | None:
@@ -666,6 +755,8 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
     written: dict[tuple[str, str], str] = {}
     main = _read_keys(ini, Settings, written)
     bridge = BridgeSettings(**_read_keys(ini, BridgeSettings, written))
+    if main["smtp_url"] and not main["mail_from"]:
+        raise ini.error(SECTION_MAIN, "smtp_url", "is set, but mail_from is not: voicemail e-mail needs a sender")
     numbers = _numbers(ini)
     clients = _clients(ini)
     if bridge.call_from is not None and bridge.call_from not in numbers:
@@ -691,4 +782,8 @@ def load_settings(root: str | os.PathLike[str], environ: Mapping[str, str] | Non
         discord_bot_token=env.get("DISCORD_BOT_TOKEN") or None,
         discord_bot_tokens=_discord_bot_tokens(path, env),
         written=MappingProxyType(written),
+        forward=MappingProxyType(_forward(ini)),
+        email=MappingProxyType(_email(ini)),
+        lines=MappingProxyType({(section, key): line for (section, key), line in ini.lines.items()
+                                if section in MAP_SECTIONS and key is not None}),
     )

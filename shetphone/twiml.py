@@ -92,12 +92,16 @@ def refusal(reason: str) -> str:
     return str(response)
 
 
-def voicemail(greeting: str, greeting_url: str | None, recording_url: str, action_url: str) -> str:
+def voicemail(greeting: str, greeting_url: str | None, recording_url: str, action_url: str,
+              transcribe_url: str | None = None) -> str:
     """The greeting (spoken, or an audio file), a beep and a recording of at most two minutes.
 
     ``action_url`` is where Twilio goes once the recording ends; without it Twilio would
     fetch the current document's URL again (the <Dial>'s action) and start over.
+    ``transcribe_url``: Twilio transcribes the recording (two minutes at most, as this one is)
+    and posts the text there.
     """
+    transcription = {"transcribe": True, "transcribe_callback": transcribe_url} if transcribe_url else {}
     response = VoiceResponse()
     if greeting_url:
         response.play(greeting_url)
@@ -109,6 +113,7 @@ def voicemail(greeting: str, greeting_url: str | None, recording_url: str, actio
         play_beep=True,
         recording_status_callback=recording_url,
         recording_status_callback_event="completed",
+        **transcription,
     )
     response.hangup()
     return str(response)

@@ -208,6 +208,24 @@ def twilio_post(client, team_files: TeamFiles) -> Callable:
     return post
 
 
+def browser_with_phone(app, name: str, ready: bool = True):
+    """A browser of ``name``'s on ``app``: logged in, connected over Socket.IO, and with ``ready`` its phone
+    started (``phone {"ready": true}``, as the page sends when its Device registers). Its Socket.IO test client."""
+    http = app.test_client()
+    assert login(http, name).status_code == 302
+    browser = app.extensions["socketio"].test_client(app, flask_test_client=http)
+    assert browser.is_connected()
+    if ready:
+        browser.emit("phone", {"ready": True})
+    return browser
+
+
+@pytest.fixture
+def phone_ready(app) -> Callable:
+    """``phone_ready("alice")``: :func:`browser_with_phone` on the ``app`` fixture."""
+    return lambda name: browser_with_phone(app, name)
+
+
 @dataclass
 class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung Redis)."""
@@ -328,6 +346,21 @@ def live_login(server: LiveServer, name: str, password: str | None = None) -> re
     )
     assert response.status_code == 302, response.text
     return session
+
+
+def phone_started_on(url: str, session: requests.Session, socket, name: str) -> None:
+    """Send ``phone {"ready": true}`` on a live server's Socket.IO client of ``name`` (logged in as ``session``),
+    as the page does when its Device registers, and wait until the server at ``url`` says they are available
+    (GET /team): a call to their number rings them from then on."""
+    socket.emit("phone", {"ready": True})
+    deadline = time.monotonic() + 10
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = {member["user"]: member["state"] for member in session.get(url + "/team", timeout=10).json()["team"]}
+        if states.get(name) == "available":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server never counted {name}'s phone: {states}")
 
 
 # ------------------------------------------------------------------------ real servers for presence and mail

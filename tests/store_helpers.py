@@ -53,7 +53,8 @@ def sqlite_locked(database: Database, *, readers_too: bool = False) -> Iterator[
     """
     if readers_too:
         database.engine.dispose()
-    holder = sqlite3.connect(database.url.database, isolation_level=None, timeout=0)
+    # It waits its turn (the app's own housekeeping may be writing just now), then holds the lock.
+    holder = sqlite3.connect(database.url.database, isolation_level=None, timeout=5)
     try:
         if readers_too:
             holder.execute("PRAGMA locking_mode=EXCLUSIVE")

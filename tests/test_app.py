@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
-from conftest import ROOT, free_port, live_login, make_team_files, start_server
+from conftest import ROOT, free_port, live_login, make_team_files, phone_started_on, start_server
 
 from shetphone.bootstrap import create_missing
 from shetphone.settings import load_settings
@@ -63,6 +63,7 @@ def test_the_built_in_server_works_on_eventlet_too(tmp_path, async_mode):
         client = socketio.Client(http_session=session, reconnection=False)
         client.on("call_status", received.append)
         client.connect(server.url, transports=["websocket"], wait_timeout=10)
+        phone_started_on(server.url, session, client, "alice")  # the call rings her page
         server.post_signed("/voice", {"CallSid": "CA1", "From": "+447700900123", "To": "+441595000001"})
         server.post_signed("/voice/status", {"CallSid": "CA2", "ParentCallSid": "CA1", "CallStatus": "ringing",
                                              "SequenceNumber": "0"})

@@ -135,5 +135,5 @@ def test_the_call_status_event_and_a_listed_call() -> None:
     assert listed == {
         "call_sid": "CAroot", "direction": "inbound", "from": "+447700900123", "to": "+441595000001",
         "number": "+441595000001", "status": "no-answer", "started_at": "2026-11-22T16:00:00Z", "duration": 0,
-        "voicemail_url": None, "recording_sid": "RE1", "missed": True,
+        "voicemail_url": None, "recording_sid": "RE1", "voicemail_transcript": None, "missed": True,
     }

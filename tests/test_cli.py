@@ -183,3 +183,30 @@ def test_users_remove_with_the_database_away_still_removes_and_says_so(team_file
     (warning,) = removed.stderr.strip().splitlines()
     assert warning.startswith("Warning: bob's logins could not be ended (database sqlite:////proc/1/")
     assert "Traceback" not in removed.stderr
+
+
+def test_check_config_smtp_connects_and_says_hello(team_files):
+    from smtp_helpers import SmtpServer
+
+    server = SmtpServer().start()
+    try:
+        team_files.write_ini(extra=f"smtp_url = {server.url()}\nmail_from = phone@example.test")
+        result = flask(team_files, "check-config", "--smtp")
+        assert result.returncode == 0, result.stderr
+        assert f"smtp://127.0.0.1:{server.port} said hello" in result.stdout
+        assert "[shetphone] smtp_url = smtp://127.0.0.1" in result.stdout
+        plain = flask(team_files, "check-config")  # without --smtp nothing connects
+        assert plain.returncode == 0 and "said hello" not in plain.stdout
+    finally:
+        server.stop()
+    down = flask(team_files, "check-config", "--smtp")
+    assert down.returncode == 1
+    (line,) = down.stderr.strip().splitlines()
+    assert line.startswith(f"Error: smtp://127.0.0.1:{server.port}: ") and "refused" in line
+
+
+def test_check_config_smtp_without_an_smtp_url_says_so(team_files):
+    result = flask(team_files, "check-config", "--smtp")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {team_files.ini}: [shetphone] smtp_url: is not set, "
+                                                      "so no voicemail is e-mailed")

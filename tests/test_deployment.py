@@ -25,7 +25,7 @@ import pytest
 import requests
 import socketio
 import sqlalchemy as sa
-from conftest import PASSWORDS, csrf_token_from
+from conftest import PASSWORDS, csrf_token_from, phone_started_on
 from deployment_helpers import PREFIX, UPSTREAM_HEADER, Cluster, wait_until
 
 from shetphone.twiml import RETRIES
@@ -98,7 +98,14 @@ class Browser:
 
 
 def open_inbound(cluster: Cluster, call_sid: str, instance=None) -> None:
-    response = cluster.post_signed("/voice", {"CallSid": call_sid, "From": CALLER, "To": ALICE_NUMBER}, instance)
+    # A page of bob's, its phone started: the call rings him (SPEC §7). Not alice's: another test leaves a
+    # call of hers being dialled, so she is busy for a while.
+    page = Browser(cluster, "bob", instance)
+    try:
+        phone_started_on(cluster.url, page.session, page.client, "bob")
+        response = cluster.post_signed("/voice", {"CallSid": call_sid, "From": CALLER, "To": ALICE_NUMBER}, instance)
+    finally:
+        page.close()
     assert response.status_code == 200, response.text
     assert "<Client" in response.text
 
@@ -392,13 +399,14 @@ def test_under_a_path_prefix_pages_assets_socketio_and_webhooks_follow_it(cluste
     assert asset.status_code == 200 and "immutable" in asset.headers["Cache-Control"]
 
     team = cluster.prefix_team
-    response = cluster.post_signed("/voice", {"CallSid": sid("8"), "From": CALLER, "To": ALICE_NUMBER}, team=team)
-    assert response.status_code == 200
-    assert f'action="{base}/voice/dial-complete"' in response.text
-
     browser = Browser(cluster, "bob", base_url=base, socketio_path=f"{PREFIX}/socket.io")
     try:
         wait_until(lambda: browser.client.transport() == "websocket", "the upgrade to websocket", 30)
+        phone_started_on(base, browser.session, browser.client, "bob")  # so the call rings bob's page
+        response = cluster.post_signed("/voice", {"CallSid": sid("8"), "From": CALLER, "To": ALICE_NUMBER},
+                                       team=team)
+        assert response.status_code == 200
+        assert f'action="{base}/voice/dial-complete"' in response.text
         status = cluster.post_signed("/voice/status", leg_status(sid("8"), sid("9"), "ringing", 0), team=team)
         assert status.status_code == 204
         assert browser.wait_for(lambda br: br.statuses_of(sid("9")) == ["ringing"])

@@ -64,9 +64,11 @@ def test_team_numbers_are_the_numbers_that_ring_and_every_caller_id():
         "+441595000001", "+441595000002", "+441595000004", "+15005550006", "+441595000009"}
 
 
-def test_teammates_are_the_other_users_who_share_a_number():
+def test_teammates_share_a_number_rung_or_called_from():
     directory = make_directory()
-    assert directory.teammates_of("alice") == {"bob"}
-    assert directory.teammates_of("bob") == {"alice"}
-    assert directory.teammates_of("carol") == frozenset()  # alone on her number
-    assert directory.teammates_of("mallory") == frozenset()
+    assert directory.members_of("+441595000001") == {"alice", "bob"}
+    assert directory.members_of("+15005550006") == {"alice"}
+    assert directory.teammates_of("bob") == {"alice", "bob"}
+    assert directory.teammates_of("carol") == {"carol"}  # alone on her number
+    assert directory.teammates_of("eve") == {"eve"}  # in no line at all: only herself
+    assert directory.users() == {"alice", "bob", "carol", "dave"}

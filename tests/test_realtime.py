@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 import socketio
-from conftest import PASSWORDS, csrf_token_from, live_login, make_team_files, start_server
+from conftest import PASSWORDS, csrf_token_from, live_login, make_team_files, phone_started_on, start_server
 
 ROOT_ALICE = "CA" + "a" * 32
 ROOT_CAROL = "CA" + "c" * 32
@@ -109,6 +109,8 @@ def test_room_isolation_200_status_posts(server):
     alice = Listener(server, "alice")
     carol = Listener(server, "carol")
     try:
+        for listener, name in ((alice, "alice"), (carol, "carol")):  # the calls ring their pages
+            phone_started_on(server.url, listener.session, listener.client, name)
         open_inbound(server, ROOT_ALICE, "+441595000001")
         open_inbound(server, ROOT_CAROL, "+441595000004")
         sent = {"alice": set(), "carol": set()}

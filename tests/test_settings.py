@@ -365,3 +365,96 @@ def test_secrets_stay_out_of_the_settings_repr(team_files):
                settings.secret_key, "discord-bot-token-value", "db-password", "redis-password"]
     assert [secret for secret in secrets if secret in shown] == []
     assert settings.twilio.account_sid in shown and "phone.example.test" in shown  # the rest is still there
+
+
+# --------------------------------------------------------------------------- presence and mail (SPEC §7, §8)
+
+BRIDGE = "[shetphone:bridge]"
+
+
+def with_sections(files: TeamFiles, text: str) -> None:
+    replace_in_ini(files, BRIDGE, text + "\n" + BRIDGE)
+
+
+def test_outside_phones_forward_numbers_and_addresses_are_read(team_files):
+    replace_in_ini(team_files, "+441595000001 = alice bob", "+441595000001 = alice +447911123401 bob")
+    replace_in_ini(team_files, "+441595000004 = carol", "+441595000004 = +447911123402")
+    with_sections(team_files, "[shetphone:forward]\nalice = +447911123403\n\n[shetphone:email]\n"
+                              "alice = alice@example.test, Alice@Example.test\nbob = b@example.test\n")
+    settings = load(team_files)
+    first = settings.numbers["+441595000001"]
+    assert (first.clients, first.outside_numbers) == (("alice", "bob"), ("+447911123401",))
+    assert settings.numbers["+441595000004"].outside_numbers == ("+447911123402",)
+    assert settings.numbers["+441595000004"].clients == ()
+    assert settings.forward == {"alice": "+447911123403"}
+    assert settings.email == {"alice": ("alice@example.test", "Alice@Example.test"), "bob": ("b@example.test",)}
+    assert settings.lines[("shetphone:forward", "alice")] == line_of(team_files, "alice = +447911123403")
+
+
+@pytest.mark.parametrize(
+    ("sections", "where", "what", "needle"),
+    [
+        ("[shetphone:forward]\nalice = 07911 123401\n", "[shetphone:forward] alice", "E.164", "alice = 07911"),
+        ("[shetphone:forward]\nalice = +447911123401 +447911123402\n", "[shetphone:forward] alice", "one phone",
+         "alice = +4479"),
+        ("[shetphone:forward]\nal ice = +447911123401\n", "[shetphone:forward] al ice", "client name", "al ice"),
+        ("[shetphone:email]\ndave = dave-at-example\n", "[shetphone:email] dave", "not an e-mail address",
+         "dave ="),
+        ("[shetphone:email]\ndave =\n", "[shetphone:email] dave", "no e-mail address", "dave ="),
+    ],
+)
+def test_a_bad_forward_or_email_line_is_one_clear_line(team_files, sections, where, what, needle):
+    with_sections(team_files, sections)
+    error = error_for(team_files)
+    assert where in str(error) and what in str(error) and "\n" not in str(error)
+    assert error.line == line_of(team_files, needle)
+
+
+@pytest.mark.parametrize(
+    ("new", "what"),
+    [
+        ("+441595000004 = carol 07911123401", "looks like a phone number"),
+        ("+441595000004 = carol +4479111", "E.164"),
+        ("+441595000004 = carol +447911123401 +447911123401", "outside phone twice"),
+        ("+441595000004 = carol " + " ".join(f"+4479111234{n:02}" for n in range(10)), "at most 10"),
+    ],
+)
+def test_a_bad_outside_phone_names_its_line(team_files, new, what):
+    replace_in_ini(team_files, "+441595000004 = carol", new)
+    error = error_for(team_files)
+    assert "[shetphone:numbers] +441595000004" in str(error) and what in str(error)
+    assert error.line == line_of(team_files, "+441595000004 =")
+
+
+def test_mail_and_transcription_keys(team_files):
+    settings = load(team_files)
+    assert (settings.smtp_url, settings.mail_from, settings.voicemail_transcribe) == (None, None, False)
+    assert settings.mail_configured is False and settings.presence_ttl == 45
+    replace_in_ini(team_files, "ring_timeout = 20",
+                   "ring_timeout = 20\nsmtp_url = smtp://me:s%40cret@mail.example.test:587\n"
+                   "mail_from = Shetphone <phone@example.test>\nvoicemail_transcribe = yes\npresence_ttl = 3")
+    settings = load(team_files)
+    assert settings.smtp_url == "smtp://me:s%40cret@mail.example.test:587"
+    assert settings.mail_from == "Shetphone <phone@example.test>"
+    assert settings.voicemail_transcribe is True and settings.mail_configured is True and settings.presence_ttl == 3
+    assert "s%40cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "what"),
+    [
+        ("smtp_url = imap://me:pw@mail.example.test\nmail_from = p@example.test", "[shetphone] smtp_url",
+         "smtp:// or smtps://"),
+        ("smtp_url = smtp://me:topsecret@mail.example.test:99999\nmail_from = p@example.test", "[shetphone] smtp_url",
+         "port"),
+        ("smtp_url = smtp://mail.example.test", "[shetphone] smtp_url", "mail_from is not"),
+        ("mail_from = Shetphone", "[shetphone] mail_from", "not an e-mail address"),
+        ("presence_ttl = 90", "[shetphone] presence_ttl", "out of range"),
+        ("voicemail_transcribe = please", "[shetphone] voicemail_transcribe", "yes or no"),
+    ],
+)
+def test_a_bad_mail_key_is_one_line_and_never_shows_the_password(team_files, lines, where, what):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\n" + lines)
+    message = str(error_for(team_files))
+    assert where in message and what in message and "\n" not in message
+    assert "topsecret" not in message

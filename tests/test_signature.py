@@ -14,7 +14,8 @@ def calls_logged(app) -> int:
     return len(app.extensions["shetphone"].store.calls.calls_for({"+441595000001"}, None, 50))
 
 
-def test_valid_signature_is_accepted(twilio_post, app):
+def test_valid_signature_is_accepted(twilio_post, app, phone_ready):
+    phone_ready("alice")  # so the call rings her
     response = twilio_post("/voice", INBOUND)
     assert response.status_code == 200
     assert b"<Client" in response.data
@@ -78,7 +79,9 @@ def test_under_a_path_prefix(tmp_path):
     response = client.post("/voice", data=INBOUND, headers={"X-Twilio-Signature": signature},
                            environ_overrides={"SCRIPT_NAME": "/shetphone"})
     assert response.status_code == 200
-    assert b'action="https://example.test/shetphone/voice/dial-complete"' in response.data
+    # Nobody's phone is started: straight to voicemail, whose URLs follow the prefix too.
+    assert b'recordingStatusCallback="https://example.test/shetphone/voice/recording"' in response.data
+    assert b'action="https://example.test/shetphone/voice/recorded"' in response.data
     app.extensions["shetphone"].store.close()
 
 

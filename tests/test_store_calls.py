@@ -68,6 +68,7 @@ def test_ring_group_where_alice_answers_and_bob_is_canceled(calllog: CallLog) ->
         "duration": 42,
         "voicemail_url": None,
         "recording_sid": None,
+        "voicemail_transcript": None,
         "missed": False,
     }
 

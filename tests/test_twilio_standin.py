@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import requests
-from conftest import PUBLIC_URL, live_login, login, make_team_files, start_server
+import socketio
+from conftest import PUBLIC_URL, live_login, login, make_team_files, phone_started_on, start_server
 from twilio.request_validator import RequestValidator
 from twilio_standin import FlaskCallbacks, HttpCallbacks, TwilioStandIn
 
@@ -149,6 +150,31 @@ def test_nobody_answering_asks_the_dial_action_and_runs_the_voicemail_it_answers
     assert standin.call(parent.sid).status == "completed"  # the action's answer was empty: hung up
     media = requests.get(recorded["RecordingUrl"] + ".mp3", auth=(standin.account_sid, standin.auth_token), timeout=5)
     assert media.content == b"ID3 message" and media.headers["Content-Type"] == "audio/mpeg"
+
+
+def test_a_recording_made_with_transcribe_is_transcribed_when_the_test_says(standin, app_side):
+    transcription = PUBLIC_URL + "/voice/transcription"
+    app_side.answers["/voice"] = twiml.voicemail("Leave a message.", None, RECORDING, PUBLIC_URL + "/voice/recorded",
+                                                 transcription)
+    parent = standin.incoming_call(CALLER, TEAM)
+    standin.run()
+    recording_sid = standin.finish_recording(parent.sid, seconds=4)
+    standin.run()
+    assert app_side.posts("/voice/transcription") == []  # it takes Twilio a while
+    standin.transcribe(recording_sid, "Call me back.")
+    standin.transcribe(recording_sid, "", status="failed")
+    standin.run()
+    done, failed = app_side.posts("/voice/transcription")
+    assert (done["RecordingSid"], done["CallSid"], done["TranscriptionStatus"], done["TranscriptionText"]) == (
+        recording_sid, parent.sid, "completed", "Call me back.")
+    assert done["TranscriptionSid"].startswith("TR") and done["RecordingUrl"].endswith(recording_sid)
+    assert failed["TranscriptionStatus"] == "failed"
+    plain = standin.incoming_call(CALLER, TEAM)
+    app_side.answers["/voice"] = twiml.voicemail("Hi.", None, RECORDING, PUBLIC_URL + "/voice/recorded")
+    standin.run()
+    untranscribed = standin.finish_recording(plain.sid)
+    with pytest.raises(AssertionError, match="not recorded with transcribe"):
+        standin.transcribe(untranscribed, "Nothing to see.")
 
 
 def test_a_child_redirected_by_rest_ends_the_parents_dial_which_asks_its_action_with_completed(standin, app_side):
@@ -320,7 +346,9 @@ def test_calls_created_by_rest_run_their_twiml_once_answered(standin, app_side):
 # --------------------------------------------------------------- with the real app
 
 
-def test_the_real_app_accepts_the_stand_ins_signatures_through_the_flask_client(app, standin):
+def test_the_real_app_accepts_the_stand_ins_signatures_through_the_flask_client(app, standin, phone_ready):
+    phone_ready("alice")  # their pages' phones are started: the call rings them
+    phone_ready("bob")
     settings = app.extensions["shetphone"].settings
     standin.accept(settings.twilio.account_sid, settings.twilio.auth_token)
     standin.connect(FlaskCallbacks(app.test_client(), PUBLIC_URL), PUBLIC_URL)
@@ -341,7 +369,11 @@ def test_auto_mode_posts_to_a_live_server_as_it_goes(tmp_path):
     files = make_team_files(tmp_path)
     server = start_server(files)
     standin = TwilioStandIn(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"], mode="auto")
+    session = live_login(server, "alice")
+    page = socketio.Client(http_session=session, reconnection=False)  # alice's page, its phone started
+    page.connect(server.url, transports=["websocket"], wait_timeout=10)
     try:
+        phone_started_on(server.url, session, page, "alice")
         standin.connect(HttpCallbacks(), server.url)
         parent = standin.incoming_call(CALLER, TEAM)
         standin.wait_idle()
@@ -353,6 +385,7 @@ def test_auto_mode_posts_to_a_live_server_as_it_goes(tmp_path):
         calls = live_login(server, "bob").get(server.url + "/calls", timeout=10).json()["calls"]
         assert [(c["call_sid"], c["status"]) for c in calls] == [(parent.sid, "in-progress")]
     finally:
+        page.disconnect()
         standin.stop()
         server.stop()
 

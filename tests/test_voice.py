@@ -94,7 +94,9 @@ def test_a_client_removed_from_htpasswd_cannot_call(twilio_post, team_files, app
     assert "can no longer make calls" in said(root)
 
 
-def test_inbound_rings_every_client_of_the_number(twilio_post):
+def test_inbound_rings_every_client_of_the_number(twilio_post, phone_ready):
+    phone_ready("alice")
+    phone_ready("bob")
     root = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000001"}))
     (dial,) = root
     assert dial.get("timeout") == "20"
@@ -103,7 +105,9 @@ def test_inbound_rings_every_client_of_the_number(twilio_post):
     assert all(client.get("statusCallback") == PUBLIC_URL + "/voice/status#" + twiml.RETRIES for client in dial)
 
 
-def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app):
+def test_a_member_removed_from_htpasswd_is_not_rung(twilio_post, team_files, app, phone_ready):
+    phone_ready("alice")
+    phone_ready("bob")
     remove_users(app, team_files, "bob")  # still listed for +441595000001 in the ini
     (dial,) = twiml_of(twilio_post("/voice", {**INBOUND, "To": "+441595000001"}))
     assert [client.text for client in dial] == ["alice"]
@@ -186,6 +190,7 @@ def test_status_callback_emits_to_the_numbers_room_only(app, client, twilio_post
     login(carol_http, "carol")
     carol = socketio.test_client(app, flask_test_client=carol_http)
     assert alice.is_connected() and carol.is_connected()
+    alice.emit("phone", {"ready": True})  # so the call rings her, rather than going to voicemail at once
     alice.get_received()
     carol.get_received()
 
@@ -217,10 +222,11 @@ def test_a_socket_without_a_session_is_refused(app, client):
 
 def test_a_database_locked_too_long_answers_503_to_callbacks_and_calls_still_go_through(impatient_app,
                                                                                           team_files):
-    from conftest import signature_for
+    from conftest import browser_with_phone, signature_for
     from store_helpers import sqlite_locked
 
     client = impatient_app.test_client()
+    browser_with_phone(impatient_app, "alice")  # the first call rings her; bob's phone is not started
 
     def post(path, params):
         signature = signature_for(team_files.auth_token, PUBLIC_URL + path, params)
@@ -235,7 +241,8 @@ def test_a_database_locked_too_long_answers_503_to_callbacks_and_calls_still_go_
     with sqlite_locked(store.database):  # another process writes, and takes its time
         assert post("/voice/status", leg).status_code == 503  # Twilio retries a 5xx
         assert post("/voice/recording", recording).status_code == 503
-        # The caller is not kept waiting on the log: the call goes ahead unlogged.
+        # The caller is not kept waiting on the log: the call goes ahead unlogged, and rings every member
+        # (bob's phone is not started, but presence is not waited for when the log could not be written).
         second = {"From": "+447700900456", "CallSid": "CA" + "4" * 32, "To": "+441595000001"}
         assert [child.tag for child in twiml_of(post("/voice", second))[0]] == ["Client", "Client"]
         voicemail = twiml_of(post("/voice/dial-complete", {**INBOUND, "DialCallStatus": "no-answer"}))

@@ -59,7 +59,10 @@ Where each behaviour comes from (Twilio's documentation):
   list by ``FriendlyName`` and ``Status``; update ``Status=completed`` ends it.
 - ``<Record>`` (https://www.twilio.com/docs/voice/twiml/record): ``recordingStatusCallback``
   gets ``RecordingSid``, ``RecordingUrl``, ``RecordingStatus``, ``RecordingDuration``;
-  then ``action`` is requested. A recording's audio is ``GET .../Recordings/RE.mp3``
+  then ``action`` is requested. With ``transcribe="true"``, ``transcribeCallback`` later
+  gets ``TranscriptionSid``, ``TranscriptionText``, ``TranscriptionStatus`` (completed or
+  failed), ``TranscriptionUrl``, ``RecordingSid`` and ``RecordingUrl`` (the test says when,
+  with :meth:`TwilioStandIn.transcribe`). A recording's audio is ``GET .../Recordings/RE.mp3``
   (or ``.wav``) with the account's Basic auth
   (https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file).
 - Every request to the app is signed: ``X-Twilio-Signature`` over the full URL and
@@ -392,6 +395,20 @@ class TwilioStandIn:
             if call.recording is None:
                 raise AssertionError(f"{call} is not recording")
             return self._recording_done(call, audio, seconds)
+
+    def transcribe(self, recording_sid: str, text: str, status: str = "completed") -> None:
+        """Twilio's transcription of a recording made with ``transcribe="true"`` is done (or failed)."""
+        with self._lock:
+            recording = self.recordings[recording_sid]
+            callback = recording.get("transcribe_callback")
+            if not callback:
+                raise AssertionError(f"{recording_sid} was not recorded with transcribe and a transcribeCallback")
+            url = f"{self.url}{API}/Accounts/{self.account_sid}/Recordings/{recording_sid}"
+            self._queue("notify", callback, {
+                "AccountSid": self.account_sid, "CallSid": recording["call_sid"], "RecordingSid": recording_sid,
+                "RecordingUrl": url, "TranscriptionSid": new_sid("TR"), "TranscriptionStatus": status,
+                "TranscriptionText": text if status == "completed" else "(blank)",
+                "TranscriptionUrl": f"{self.url}{API}/Accounts/{self.account_sid}/Transcriptions/TR.json"})
 
     def add_recording(self, recording_sid: str, audio: bytes, call_sid: str | None = None, seconds: int = 0) -> None:
         with self._lock:
@@ -844,12 +861,15 @@ class TwilioStandIn:
 
     def _start_recording(self, call: Call, verb: ET.Element) -> None:
         call.recording = {"action": verb.get("action"), "callback": verb.get("recordingStatusCallback"),
-                          "events": (verb.get("recordingStatusCallbackEvent") or "completed").split()}
+                          "events": (verb.get("recordingStatusCallbackEvent") or "completed").split(),
+                          "transcribe_callback": verb.get("transcribeCallback")
+                          if verb.get("transcribe") == "true" else None}
 
     def _recording_done(self, call: Call, audio: bytes, seconds: int) -> str:
         details, call.recording = call.recording or {}, None
         sid = new_sid("RE")
-        self.recordings[sid] = {"audio": audio, "call_sid": call.sid, "duration": seconds}
+        self.recordings[sid] = {"audio": audio, "call_sid": call.sid, "duration": seconds,
+                                "transcribe_callback": details.get("transcribe_callback")}
         url = f"{self.url}{API}/Accounts/{self.account_sid}/Recordings/{sid}"
         fields = {"RecordingSid": sid, "RecordingUrl": url, "RecordingStatus": "completed",
                   "RecordingDuration": str(seconds), "RecordingChannels": "1", "RecordingSource": "RecordVerb"}

@@ -118,11 +118,13 @@ export class PhoneCall {
 }
 
 export class Phone {
-  // handlers: state(state, message), incoming(PhoneCall), audioDevicesChanged(), loggedOut()
+  // handlers: state(state, message), incoming(PhoneCall), audioDevicesChanged(), loggedOut(),
+  // and registration(ready): the Device registered (true: calls can ring it) or stopped being so.
   constructor(handlers) {
     this.handlers = handlers
     this.device = null
     this.state = 'offline'
+    this.registered = false
     this.retries = 0
     this.retryTimer = null
     this.registrationTimer = null
@@ -131,6 +133,13 @@ export class Phone {
   setState(state, message = '') {
     this.state = state
     this.handlers.state(state, message)
+  }
+
+  // Told once per change: the server rings this page only while it is registered (SPEC §7).
+  setRegistered(registered) {
+    if (registered === this.registered) return
+    this.registered = registered
+    if (this.handlers.registration) this.handlers.registration(registered)
   }
 
   fail(error) {
@@ -173,10 +182,12 @@ export class Phone {
       clearTimeout(this.registrationTimer)
       this.retries = 0
       this.setState('ready')
+      this.setRegistered(true)
     })
     device.on('unregistered', () => {
       // Unasked-for: the SDK lost its registration; say so and register again.
       if (this.device !== device) return
+      this.setRegistered(false)
       if (this.state === 'ready') this.setState('connecting')
       this.scheduleRetry()
     })
@@ -239,6 +250,7 @@ export class Phone {
     const device = this.device
     this.device = null
     clearTimeout(this.registrationTimer)
+    this.setRegistered(false) // a new Device is not registered until it says so
     if (!device) return
     device.removeAllListeners()
     if (device.audio && device.audio.removeAllListeners) device.audio.removeAllListeners('deviceChange')

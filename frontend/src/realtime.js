@@ -1,4 +1,4 @@
-// The Socket.IO connection to our own server: call status, participants, voicemail, presets, session end.
+// The Socket.IO connection to our own server: call status, participants, voicemail, presets, presence, session end.
 import { io } from 'socket.io-client'
 import { sitePath, siteUrl } from './site.js'
 
@@ -6,7 +6,7 @@ export function goToLogin() {
   window.location.assign(siteUrl('login') + '?next=' + encodeURIComponent(window.location.pathname))
 }
 
-// handlers: callStatus(payload), presetsChanged(), voicemail(payload), connection(state),
+// handlers: callStatus(payload), presetsChanged(), voicemail(payload), presence(payload), connection(state),
 // callParticipants(payload), callNotice(payload) (call control)
 // where state is 'connected' | 'reconnecting' | 'reconnected'.
 export function connectRealtime(handlers) {
@@ -46,6 +46,7 @@ export function connectRealtime(handlers) {
   socket.on('presets_changed', () => handlers.presetsChanged())
   socket.on('call_participants', (payload) => handlers.callParticipants && handlers.callParticipants(payload))
   socket.on('call_notice', (payload) => handlers.callNotice && handlers.callNotice(payload))
+  socket.on('presence', (payload) => handlers.presence && handlers.presence(payload))
   socket.on('session_ended', () => {
     socket.disconnect()
     window.location.assign(siteUrl('login'))

@@ -13,6 +13,8 @@ database did not answer in time (a webhook answers 503 and Twilio retries),
 - ``calls.py``: the call log
 - ``control.py``: call control's state, claims and inbox (hold, transfer, three-way)
 - ``logins.py``: the logins kept on the server (revocable sessions)
+- ``presence.py``: do-not-disturb flags and who is on a call (SPEC §7)
+- ``outbox.py``: the voicemail e-mail outbox (SPEC §8)
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from .engine import Database
 from .errors import SchemaTooNew, StoreError, StoreUnavailable
 from .logins import Logins, login_key
 from .migrate import Upgrade, upgrade
+from .outbox import MailOutbox
+from .presence import PresenceStore
 
 __all__ = [
-    "CallControls", "CallLog", "Database", "Logins", "Recording", "SchemaTooNew", "Store", "StoreError",
-    "StoreUnavailable", "Upgrade", "login_key",
+    "CallControls", "CallLog", "Database", "Logins", "MailOutbox", "PresenceStore", "Recording", "SchemaTooNew",
+    "Store", "StoreError", "StoreUnavailable", "Upgrade", "login_key",
 ]
 
 
@@ -61,6 +65,8 @@ class Store:
         self.calls = CallLog(self.database, keep_days=keep_days, clock=clock)
         self.control = CallControls(self.database, clock=clock)
         self.logins = Logins(self.database, session_hours=session_hours, clock=clock)
+        self.presence = PresenceStore(self.database, clock=clock)
+        self.outbox = MailOutbox(self.database)
 
     def close(self) -> None:
         self.database.close()

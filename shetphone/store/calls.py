@@ -88,14 +88,20 @@ def _listing_query(number_count: int, with_client: bool) -> sa.Select:
     ]
     # UNION, not UNION ALL: a call of one of the user's numbers they placed themselves comes once.
     merged = sa.union(*(sa.select(walk) for walk in walks)).subquery()
-    latest_recording = (
-        sa.select(recordings.c.recording_sid)
-        .where(recordings.c.call_sid == merged.c.call_sid)
-        .order_by(recordings.c.created_at.desc(), recordings.c.recording_sid.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return sa.select(merged, latest_recording.label("recording_sid")).order_by(*_newest_first(merged.c)).limit(limit)
+    def latest_recording(column: sa.Column) -> sa.ScalarSelect:
+        return (
+            sa.select(column)
+            .where(recordings.c.call_sid == merged.c.call_sid)
+            .order_by(recordings.c.created_at.desc(), recordings.c.recording_sid.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    return sa.select(
+        merged,
+        latest_recording(recordings.c.recording_sid).label("recording_sid"),
+        latest_recording(recordings.c.transcript).label("voicemail_transcript"),
+    ).order_by(*_newest_first(merged.c)).limit(limit)
 
 
 def _insert_unless_present(dialect_name: str, table: sa.Table, key: sa.Column) -> sa.Insert:
@@ -274,8 +280,12 @@ class CallLog:
 
         self.database.write(work)
 
-    def record_voicemail(self, call_sid: str, *, recording_sid: str, recording_url: str, duration: int) -> dict | None:
-        """Store a voicemail; the ``voicemail`` event's facts, or None for an unknown call or a repeat."""
+    def record_voicemail(self, call_sid: str, *, recording_sid: str, recording_url: str, duration: int,
+                         also: Callable[[Connection, dict], object] | None = None) -> dict | None:
+        """Store a voicemail; the ``voicemail`` event's facts, or None for an unknown call or a repeat.
+
+        ``also(conn, facts)`` runs in the same transaction when the voicemail is new (its e-mail's
+        outbox rows: kept with the recording, or neither)."""
         if not recording_sid or not recording_url:
             log.warning("recording callback for %s without a RecordingSid or RecordingUrl ignored", call_sid)
             return None
@@ -293,13 +303,16 @@ class CallLog:
             stored = conn.execute(self._store_recording, {**row, "created_at": naive_utc(self._clock())}).first()
             if stored is None:
                 return None  # the same callback again (Twilio's retry)
-            return {
+            facts = {
                 "call_sid": call_sid,
                 "number": call.number,
                 "from": call.from_number,
                 "duration": row["duration"],
                 "recording_sid": recording_sid,
             }
+            if also is not None:
+                also(conn, facts)
+            return facts
 
         return self.database.write(work)
 

@@ -10,7 +10,7 @@ A change here is a change of the schema: it needs a revision too (see
 - ``legs``: one row per CallSid that sent a status callback (the root itself and
   its ``<Dial>`` children), with the last applied SequenceNumber and status rank.
 - ``recordings``: voicemail left on a call (Twilio's URL stays here; browsers
-  only ever get our own URL).
+  only ever get our own URL), with its transcript when Twilio made one.
 - ``call_controls``: the call-control state of a root call put under control
   (hold, transfer, three-way: ``control.CallControl`` as JSON), with its claim:
   the token of the one request or callback whose Twilio steps are running;
@@ -19,6 +19,9 @@ A change here is a change of the schema: it needs a revision too (see
 - ``logins``: one row per live login (a browser's session), keyed by the SHA-256 of
   its secret id: the cookie holds the id, the database only its hash, so a copy
   of the database opens no session. Logout, ``users remove`` and disuse delete it.
+- ``dnd``: the users whose do-not-disturb is on (SPEC §7), across logins and restarts.
+- ``outbox``: voicemail e-mail, one row per recording and address (SPEC §8), with
+  the voicemail's facts as the mail tells them; times in unix seconds.
 - ``schema_version``: the hand-written version of the code before Alembic. It
   stays, at 2, so that code refuses a database this one has upgraded.
 
@@ -84,6 +87,7 @@ recordings = sa.Table(
     sa.Column("twilio_url", sa.String(1024), nullable=False),
     sa.Column("duration", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("transcript", sa.Text),  # Twilio's transcript (voicemail_transcribe), when one came
     sa.Index("recordings_by_call", "call_sid"),
 )
 
@@ -131,4 +135,33 @@ logins = sa.Table(
     sa.Column("user_agent", sa.String(255)),  # what the browser said it was, to recognise a login
     sa.Index("logins_by_user", "user_name"),
     sa.Index("logins_by_last_seen", "last_seen_at"),  # pruning
+)
+
+dnd = sa.Table(
+    "dnd",
+    metadata,
+    sa.Column("user_name", sa.String(128), primary_key=True),
+    sa.Column("since", sa.DateTime, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recording_sid", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("address_key", sa.String(320), nullable=False),  # lower-cased: one row per address, whatever its case
+    sa.Column("caller", sa.String(255), nullable=False),
+    sa.Column("number", sa.String(64), nullable=False),
+    sa.Column("duration", sa.Integer, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("transcript", sa.Text),
+    sa.Column("created_at", sa.Double, nullable=False),  # the hour of retries counts from here
+    sa.Column("due_at", sa.Double, nullable=False),
+    sa.Column("lease_until", sa.Double, nullable=False),  # claimed by a sender until then
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, sent, given up
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("recording_sid", "address_key", name="outbox_once_per_address"),
+    sa.Index("outbox_due", "status", "due_at"),
 )

@@ -209,7 +209,8 @@ def _destination(to: str, number: str) -> control.Destination:
     users = team.users.current
     if text.startswith("client:") or name in users:
         # A removed user is never rung, nor someone who shares no number with the person asking.
-        if name not in users or name not in team.directory.teammates_of(current_user.get_id()):
+        me = current_user.get_id()
+        if name not in users or name == me or name not in team.directory.teammates_of(me):
             raise Refused(422, f"{name or 'That'} is not a teammate who can be rung.")
         return control.Destination("client", name)
     try:

@@ -37,7 +37,7 @@ def page_config() -> dict:
         "twilio_missing": list(team.settings.twilio.missing),
         "csrf_token": generate_csrf(),  # sent as X-CSRFToken by the page's JSON POSTs (call control)
         # Whom a call can be transferred to or shared with: teammates still in .htpasswd.
-        "teammates": sorted(team.directory.teammates_of(name) & set(team.users.current.names())),
+        "teammates": sorted((team.directory.teammates_of(name) - {name}) & set(team.users.current.names())),
     }
 
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from flask import Blueprint, Response, abort, request, url_for
 
-from .. import current_team, realtime, stream_auth, twiml
+from .. import current_team, realtime, ringing, stream_auth, twiml
+from ..callstate import call_status_event
 from ..dialing import DialRefused, plan_outbound_call
+from ..mail import Voicemail
+from ..presence import State
+from ..settings import NumberTarget
 from ..store import StoreError
+from ..voicemail import is_recording_sid
 from . import control as call_control
 from .dialer import url_for_voicemail
 from .signature import twilio_signed
@@ -17,6 +25,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
 VOICEMAIL_STATUSES = {"no-answer", "busy", "failed"}
+QUIET_STATUSES = {"queued", "ringing"}  # nobody is busier or freer for them
 NOBODY_TO_RING = "Sorry, nobody can take your call. Please try again later."
 
 
@@ -74,21 +83,9 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     target = team.directory.target_for(number)
     if target is None:
         return xml(twiml.refusal("Sorry, this number is not in service."))
-    _open_call(call_sid, "inbound", number, caller, number, None)
+    logged = _open_call(call_sid, "inbound", number, caller, number, None)
     if target.kind == "clients":
-        # A member removed from .htpasswd is never rung, even before the ini is edited.
-        users = team.users.current
-        clients = tuple(client for client in target.clients if client in users)
-        if not clients:
-            return xml(_voicemail() or twiml.refusal(NOBODY_TO_RING))
-        return xml(
-            twiml.ring_group(
-                clients,
-                team.settings.ring_timeout,
-                public_url_for("voice.dial_complete"),
-                callback_url_for("voice.status"),
-            )
-        )
+        return xml(_ring(target, caller, number, call_sid, database_answers=logged))
     stream_url = f"wss://{team.settings.public_host}/media/stream"
     stream_target = target.stream_target
     # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
@@ -96,7 +93,52 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
-def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> None:
+def _ring(target: NumberTarget, caller: str, number: str, call_sid: str, *, database_answers: bool) -> str:
+    """SPEC §7: the members who are available, the number's outside phones and the forward number of each
+    member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung.
+
+    ``database_answers`` False: the call could not be logged just now, so DND and calls in progress are
+    not waited for either (the caller would hear silence twice as long)."""
+    team = current_team()
+    users = team.users.current
+    members = [member for member in target.clients if member in users]
+    everyone = {member: State.AVAILABLE for member in members}  # as before presence: a call rings
+    try:
+        # While shared presence is unreachable every member who is not dnd or busy rings: a browser
+        # that is not there costs nothing, a missed call does.
+        states = team.presence.states(members, unknown_as_ready=True) if database_answers else everyone
+    except StoreError as exc:
+        log.warning("presence unknown for a call to %s, every member rings: %s", number, exc)
+        states = everyone
+    group = ringing.RingGroup(target.clients, target.outside_numbers)
+    plan = ringing.plan_ringing(group, states, team.settings.forward, users)
+    if plan.voicemail:
+        _missed_at_once(call_sid, caller, number)
+    return ringing.ring_twiml(
+        plan,
+        caller=caller,
+        team_number=number,
+        timeout=team.settings.ring_timeout,
+        action_url=public_url_for("voice.dial_complete"),
+        status_url=callback_url_for("voice.status"),
+        voicemail=lambda: _voicemail() or twiml.refusal(NOBODY_TO_RING),
+    )
+
+
+def _missed_at_once(call_sid: str, caller: str, number: str) -> None:
+    """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
+    so the log is told here, and the pages of the number (their recent calls) too."""
+    try:
+        current_team().store.calls.record_dial_outcome(call_sid, "no-answer")
+    except StoreError as exc:
+        log.warning("could not record call %s as missed: %s", call_sid, exc)
+        return
+    facts = SimpleNamespace(number=number, direction="inbound", from_number=caller, to_number=number)
+    realtime.emit_call_status(call_status_event(facts, call_sid, None, "no-answer", datetime.now(UTC), None))
+
+
+def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> bool:
+    """Log the call's start; False when the database could not."""
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
     try:
@@ -105,6 +147,8 @@ def _open_call(call_sid: str, direction: str, number: str, caller: str, called: 
         )
     except StoreError as exc:
         log.warning("could not log the start of call %s: %s", call_sid, exc)
+        return False
+    return True
 
 
 @bp.post("/status")
@@ -120,6 +164,8 @@ def status():
         abort(503)
     if payload is not None:
         realtime.emit_call_status(payload)
+        if payload["status"] not in QUIET_STATUSES:  # a call started or ended: someone may be busy, or free
+            realtime.publish_presence_soon(current_team().directory.members_of(payload["number"]))
     return "", 204
 
 
@@ -160,6 +206,7 @@ def _voicemail() -> str | None:
         settings.voicemail_greeting_url,
         callback_url_for("voice.recording"),
         public_url_for("voice.recorded"),
+        callback_url_for("voice.transcription") if settings.voicemail_transcribe else None,
     )
 
 
@@ -180,24 +227,73 @@ def recording():
         duration = int(form.get("RecordingDuration") or 0)
     except ValueError:
         duration = 0
+    team = current_team()
     try:
-        stored = current_team().store.calls.record_voicemail(
+        stored = team.store.calls.record_voicemail(
             form.get("CallSid", ""),
             recording_sid=form.get("RecordingSid", ""),
             recording_url=form.get("RecordingUrl", ""),
             duration=duration,
+            also=_queue_mail if team.mail is not None else None,
         )
     except StoreError as exc:
         log.warning("could not store a recording; Twilio will retry it (%s): %s", twiml.RETRIES, exc)
         abort(503)
     if stored is not None:
-        realtime.emit_voicemail(
-            {
-                "call_sid": stored["call_sid"],
-                "number": stored["number"],
-                "from": stored["from"],
-                "recording_url": url_for_voicemail(stored["recording_sid"]),
-                "duration": stored["duration"],
-            }
-        )
+        if team.mail is not None:
+            team.mail.wake()
+        realtime.emit_voicemail(_voicemail_event(stored))
+    return "", 204
+
+
+def _voicemail_event(stored: dict) -> dict:
+    """The ``voicemail`` event (SPEC §4), with ``transcript`` when the facts have one (SPEC §8)."""
+    event = {
+        "call_sid": stored["call_sid"],
+        "number": stored["number"],
+        "from": stored["from"],
+        "recording_url": url_for_voicemail(stored["recording_sid"]),
+        "duration": stored["duration"],
+    }
+    if stored.get("transcript"):
+        event["transcript"] = stored["transcript"]
+    return event
+
+
+def _queue_mail(conn, stored: dict) -> None:
+    """In the recording's transaction: its e-mail to each member of the number with an address (SPEC §8)."""
+    team = current_team()
+    addresses = team.mail_addresses_for(stored["number"])
+    if not addresses:
+        return
+    voicemail = Voicemail(stored["recording_sid"], stored["from"], stored["number"], stored["duration"],
+                          received_at=datetime.now(UTC))
+    team.store.outbox.add_in(conn, voicemail, addresses, now=time.time(),
+                             wait_for_transcript=team.settings.voicemail_transcribe)
+
+
+@bp.post("/transcription")
+@twilio_signed
+def transcription():
+    """Twilio's transcript of a voicemail (``transcribeCallback``): kept, shown, and put in its e-mail."""
+    form = request.form
+    recording_sid = form.get("RecordingSid", "")
+    if not is_recording_sid(recording_sid):
+        log.warning("transcription callback without a valid RecordingSid ignored")
+        return "", 204
+    text = (form.get("TranscriptionText") or "").strip() if form.get("TranscriptionStatus") == "completed" else ""
+    if not text:
+        log.info("no transcript for recording %s (%s)", recording_sid, form.get("TranscriptionStatus") or "no status")
+    team = current_team()
+    try:
+        stored = team.store.outbox.transcribed(recording_sid, text or None, now=time.time())
+    except StoreError as exc:
+        log.warning("could not store a transcript: %s", exc)
+        abort(503)
+    if team.mail is not None:
+        team.mail.wake()  # the mail waiting for this goes now, with or without it
+    if stored is None:
+        log.warning("transcript of recording %s, which the call log does not know, dropped", recording_sid)
+    elif text:
+        realtime.emit_voicemail(_voicemail_event(stored))
     return "", 204

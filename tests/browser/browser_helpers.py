@@ -76,6 +76,9 @@ def log_in(context: BrowserContext, server: LiveServer, name: str = "alice") -> 
 def start_phone(page: Page) -> None:
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
+    # The server has counted this page's phone once the Team panel says the person is no longer offline:
+    # a call posted from here on rings it.
+    expect(page.get_by_test_id("team-me")).not_to_have_attribute("data-state", "offline")
 
 def screenshot(page: Page, name: str) -> None:
     """Save the page at phone and at desktop size under test-output/screenshots/."""
@@ -93,9 +96,13 @@ def fake_log(page: Page, what: str) -> list:
 
 
 def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str) -> None:
-    """An incoming call nobody answers, as Twilio reports it: /voice, the ringing leg, then the <Dial>'s outcome."""
+    """An incoming call nobody answers, as Twilio reports it: /voice, the ringing leg, then the <Dial>'s outcome;
+    or, when nobody's phone is started, /voice's voicemail at once (SPEC §7)."""
     inbound = {"CallSid": root_sid, "From": caller, "To": number}
-    assert "<Dial" in server.post_signed("/voice", inbound).text
+    answer = server.post_signed("/voice", inbound).text
+    if "<Dial" not in answer:
+        assert "<Record" in answer  # straight to voicemail: no leg rings, the call is missed already
+        return
     leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller, "To": f"client:{client}"}
     for sequence, status in enumerate(["ringing", "no-answer"]):
         answer = server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence)})

@@ -1,0 +1,94 @@
+"""What presence needs of the database (SPEC §7): who has do-not-disturb on, and who is on a call.
+
+Both answer for a set of users at once (``users -> the subset that is dnd / busy``),
+the shape :class:`shetphone.presence.Presence` takes, so one ``/voice`` asks
+twice, whatever the size of the ring group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import callstate
+from ..callstate import naive_utc, utc_now
+from .calls import LONGEST_CALL, _insert_unless_present
+from .engine import Database
+from .schema import calls, dnd, legs
+
+STARTING_STATUSES = ["queued", "initiated"]
+RINGING_OR_TALKING = sorted(set(callstate.STATUS_RANK) - callstate.TERMINAL_STATUSES - set(STARTING_STATUSES))
+# A call placed from a browser that Twilio never reported on (its callbacks lost) would keep its caller busy
+# for a day; a call still "initiated" after this long is not being dialled any more.
+DIALLING_AT_MOST = timedelta(minutes=2)
+
+
+class PresenceStore:
+    """Do-not-disturb flags and calls in progress per user, on one :class:`Database`."""
+
+    def __init__(self, database: Database, clock: Callable[[], datetime] = utc_now):
+        self.database = database
+        self._clock = clock
+        self._turn_on = _insert_unless_present(database.dialect, dnd, dnd.c.user_name)
+
+    def set_dnd(self, user: str, on: bool) -> None:
+        """Turn ``user``'s do-not-disturb on or off; it stays so until they change it."""
+
+        def work(conn: Connection) -> None:
+            if on:
+                conn.execute(self._turn_on, {"user_name": user, "since": naive_utc(self._clock())})
+            else:
+                conn.execute(dnd.delete().where(dnd.c.user_name == user))
+
+        self.database.write(work)
+
+    def dnd_of(self, users: Collection[str]) -> frozenset[str]:
+        """The users among ``users`` whose do-not-disturb is on."""
+        users = list(users)
+        if not users:
+            return frozenset()
+        query = sa.select(dnd.c.user_name).where(dnd.c.user_name.in_(users))
+        return frozenset(self.database.read(lambda conn: list(conn.scalars(query))))
+
+    def busy_of(self, users: Collection[str]) -> frozenset[str]:
+        """The users among ``users`` with a call in progress: one they placed that is not over (and, when
+        Twilio said nothing of it yet, is at most two minutes old), or an incoming one they answered
+        whose leg is not over.
+
+        Two indexed reads: calls by client (``calls_by_client``), and the few legs not yet final
+        (``legs_by_rank``). A call older than a day lost its last callback and counts no more.
+        """
+        users = sorted(set(users))
+        if not users:
+            return frozenset()
+        now = naive_utc(self._clock())
+        since = now - LONGEST_CALL
+        placed = sa.select(calls.c.client).where(
+            calls.c.client.in_(users),
+            calls.c.direction == "outbound",
+            calls.c.started_at >= since,
+            sa.or_(
+                calls.c.status.in_(RINGING_OR_TALKING),
+                sa.and_(calls.c.status.in_(STARTING_STATUSES), calls.c.started_at >= now - DIALLING_AT_MOST),
+            ),
+        )
+        answered = (
+            sa.select(legs.c.to_number)
+            .join(calls, calls.c.call_sid == legs.c.root_call_sid)
+            .where(
+                legs.c.status_rank < callstate.TERMINAL_RANK,
+                legs.c.answered.is_(True),
+                legs.c.to_number.in_([f"client:{user}" for user in users]),
+                calls.c.started_at >= since,
+            )
+        )
+
+        def work(conn: Connection) -> frozenset[str]:
+            busy = set(conn.scalars(placed))
+            busy.update(to.removeprefix("client:") for to in conn.scalars(answered))
+            return frozenset(busy)
+
+        return self.database.read(work)
