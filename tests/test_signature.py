@@ -80,7 +80,7 @@ def test_under_a_path_prefix(tmp_path):
                            environ_overrides={"SCRIPT_NAME": "/shetphone"})
     assert response.status_code == 200
     # Nobody's phone is started: straight to voicemail, whose URLs follow the prefix too.
-    assert b'recordingStatusCallback="https://example.test/shetphone/voice/recording"' in response.data
+    assert b'recordingStatusCallback="https://example.test/shetphone/voice/recording#rc=3&amp;' in response.data
     assert b'action="https://example.test/shetphone/voice/recorded"' in response.data
     app.extensions["shetphone"].store.close()
 

@@ -316,3 +316,21 @@ def test_a_leg_that_lost_its_final_callback_stops_ringing_in_the_browsers(app, t
     # A browser that reconnects is no longer told the call rings.
     again = app.extensions["socketio"].test_client(app, flask_test_client=alice)
     assert again.is_connected() and again.get_received() == []
+
+
+def test_twilio_is_asked_to_retry_a_callback_the_app_answered_503(impatient_app, team_files, standin):
+    """The recording callback meets a locked database: 503, and Twilio (the stand-in, reading the
+    URL's connection overrides) tries again, three more times, before giving up on it."""
+    from store_helpers import sqlite_locked
+    from twilio_standin import FlaskCallbacks
+
+    standin.accept(team_files.environ["TWILIO_ACCOUNT_SID"], team_files.auth_token)
+    standin.connect(FlaskCallbacks(impatient_app.test_client(), PUBLIC_URL), PUBLIC_URL)
+    root = standin.incoming_call(INBOUND["From"], "+441595000001")  # nobody's phone is started: voicemail
+    standin.run()
+    with sqlite_locked(impatient_app.extensions["shetphone"].store.database):
+        standin.finish_recording(root.sid, seconds=3)
+        standin.run()
+    (refused,) = standin.deliveries_to("/voice/recording")
+    assert (refused.status, refused.attempts) == (503, 4)
+    assert refused.url.endswith("#" + twiml.RETRIES)

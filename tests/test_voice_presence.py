@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import INI, PUBLIC_URL, browser_with_phone, login, signature_for
 
-from shetphone import create_app
+from shetphone import create_app, twiml
 from shetphone.presence import RedisBrowsers
 from shetphone.settings import load_settings
 
@@ -72,7 +72,7 @@ def rung(root: ET.Element) -> tuple[str | None, list[str]]:
     (dial,) = root
     assert dial.tag == "Dial"
     legs = [f"client:{noun.text}" if noun.tag == "Client" else noun.text for noun in dial]
-    assert all(noun.get("statusCallback") == PUBLIC_URL + "/voice/status" for noun in dial)
+    assert all(noun.get("statusCallback") == PUBLIC_URL + "/voice/status#" + twiml.RETRIES for noun in dial)
     assert dial.get("action") == PUBLIC_URL + "/voice/dial-complete" and dial.get("timeout") == "20"
     return dial.get("callerId"), legs
 
@@ -233,7 +233,7 @@ def test_every_record_asks_for_a_transcript_when_transcribing(transcribing, team
         assert straight_to_voicemail(root)
         record = root.find("Record")
         assert record.get("transcribe") == "true"
-        assert record.get("transcribeCallback") == PUBLIC_URL + "/voice/transcription"
+        assert record.get("transcribeCallback") == PUBLIC_URL + "/voice/transcription#" + twiml.RETRIES
         assert record.get("action") == PUBLIC_URL + "/voice/recorded"
 
 

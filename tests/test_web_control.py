@@ -37,6 +37,7 @@ class Phone:
             client.csrf = csrf_token_from(client.get("/").get_data(as_text=True))
             self.clients[name] = client
             self.sockets[name] = self.app.extensions["socketio"].test_client(self.app, flask_test_client=client)
+            self.sockets[name].emit("phone", {"ready": True})  # the page's Device registered: calls ring it
             self.sockets[name].get_received()
         return self.clients[name]
 
@@ -66,7 +67,10 @@ def build_phone(tmp_path, standin, extra: str = "") -> Phone:
     standin.accept(files.environ["TWILIO_ACCOUNT_SID"], files.environ["TWILIO_AUTH_TOKEN"])
     app = create_app(load_settings(files.root, files.environ), async_mode="threading", overrides={"TESTING": True})
     standin.connect(FlaskCallbacks(app.test_client(), PUBLIC_URL), PUBLIC_URL)
-    return Phone(app, standin, files)
+    built = Phone(app, standin, files)
+    for name in ("alice", "bob"):  # their phones are started, so the team number rings them (SPEC §7)
+        built.user(name)
+    return built
 
 
 @pytest.fixture

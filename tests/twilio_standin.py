@@ -57,6 +57,11 @@ Where each behaviour comes from (Twilio's documentation):
   ``<Dial>``. A participant whose call was modified to new TwiML is no longer listed.
 - The Conference resource (https://www.twilio.com/docs/voice/api/conference-resource):
   list by ``FriendlyName`` and ``Status``; update ``Status=completed`` ends it.
+- Connection overrides (https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides):
+  a callback URL's fragment (``#rc=3&rp=ct,rt,5xx``) is never sent; with ``5xx`` in
+  ``rp`` an answer of 5xx is tried again, ``rc`` more times at most. The signature is
+  computed over the URL as given, fragment and all (the docs say "the webhook URL set
+  in Twilio"; the app accepts it either way).
 - ``<Record>`` (https://www.twilio.com/docs/voice/twiml/record): ``recordingStatusCallback``
   gets ``RecordingSid``, ``RecordingUrl``, ``RecordingStatus``, ``RecordingDuration``;
   then ``action`` is requested. With ``transcribe="true"``, ``transcribeCallback`` later
@@ -108,7 +113,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import requests
 from twilio.request_validator import RequestValidator
@@ -248,6 +253,7 @@ class Delivery:
     params: dict[str, str]
     status: int | None = None
     body: str | None = None
+    attempts: int = 0  # more than one: Twilio retried it, as its connection overrides asked
 
 
 @dataclass
@@ -500,9 +506,18 @@ class TwilioStandIn:
         if self._callbacks is None:
             delivery.status, delivery.body = 0, "no app connected"
         else:
+            # The URL as given is what is signed; its fragment (connection overrides) is never sent,
+            # and asks for retries: rc more attempts when the answer is a 5xx and rp names 5xx.
+            requested, _, fragment = outgoing.url.partition("#")
+            overrides = dict(parse_qsl(fragment))
+            retries = int(overrides.get("rc", "0")) if "5xx" in overrides.get("rp", "").split(",") else 0
             headers = {"X-Twilio-Signature": RequestValidator(self.auth_token).compute_signature(
                 outgoing.url, outgoing.params)}
-            delivery.status, delivery.body = self._callbacks.post(outgoing.url, outgoing.params, headers)
+            for _attempt in range(1 + retries):
+                delivery.status, delivery.body = self._callbacks.post(requested, outgoing.params, headers)
+                delivery.attempts += 1
+                if not 500 <= (delivery.status or 0) < 600:
+                    break
         self.delivered.append(delivery)
         if outgoing.on_answer is not None:
             with self._lock:
