@@ -36,7 +36,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -423,6 +423,24 @@ class Presence:
         dnd, busy = self._flags(users)
         readiness = self.browsers.ready_users(users)
         ready = users if unknown_as_ready and not readiness.complete else readiness.users
+        return {user: state_of(dnd=user in dnd, busy=user in busy, phone_ready=user in ready) for user in sorted(users)}
+
+    def ringing_states(self, users: Iterable[str], forwarded: Container[str], *,
+                       unknown_as_ready: bool = True) -> dict[str, State]:
+        """The states an incoming call needs, asking the database only about whoever it could reach.
+
+        Exact for a user whose phone is started (rung unless dnd or busy) or who has a
+        forward number (forwarded when offline, never when dnd or busy); anyone else is
+        neither rung nor forwarded whatever their flags, and is given as offline. So a
+        call to a group whose phones are all off costs no read of DND or calls.
+        """
+        users = frozenset(users)
+        if not users:
+            return {}
+        readiness = self.browsers.ready_users(users)
+        ready = users if unknown_as_ready and not readiness.complete else readiness.users
+        reachable = frozenset(user for user in users if user in ready or user in forwarded)
+        dnd, busy = self._flags(reachable) if reachable else (set(), set())
         return {user: state_of(dnd=user in dnd, busy=user in busy, phone_ready=user in ready) for user in sorted(users)}
 
     def state(self, user: str) -> State:

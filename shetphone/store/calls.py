@@ -132,6 +132,12 @@ class CallLog:
         self.keep_days = keep_days
         self._clock = clock
         self._insert_call = _insert_unless_present(database.dialect, calls, calls.c.call_sid)
+        # A call that rang nobody has no legs: its summary is its dial's outcome (callstate.summarise).
+        self._missed_at_once = database.one_statement(
+            calls.update()
+            .where(calls.c.call_sid == sa.bindparam("key"), calls.c.dial_status.is_(None))
+            .values(dial_status=sa.bindparam("outcome"), status=sa.bindparam("outcome_status"),
+                    answered=sa.bindparam("answered"), duration=sa.bindparam("duration")))
         self._open_call = database.one_statement(self._insert_call, OPENED_CALL_COLUMNS)
         # RETURNING: a row back only when the recording was new (psycopg's rowcount says -1 here).
         store_recording = _insert_unless_present(database.dialect, recordings, recordings.c.recording_sid)
@@ -262,6 +268,12 @@ class CallLog:
             return closed
 
         return self.database.write(work)
+
+    def missed_at_once(self, call_sid: str) -> None:
+        """The call went straight to voicemail (nobody to ring): missed, without a leg. One statement:
+        ``/voice`` waits on it."""
+        self._missed_at_once({"key": call_sid, "outcome": "no-answer", "outcome_status": "no-answer",
+                              "answered": False, "duration": 0})
 
     def record_dial_outcome(self, call_sid: str, dial_call_status: str) -> None:
         """The ``DialCallStatus`` of the root call's ``<Dial>`` (from ``/voice/dial-complete``)."""

@@ -106,7 +106,7 @@ def _ring(target: NumberTarget, caller: str, number: str, call_sid: str, *, data
     try:
         # While shared presence is unreachable every member who is not dnd or busy rings: a browser
         # that is not there costs nothing, a missed call does.
-        states = team.presence.states(members, unknown_as_ready=True) if database_answers else everyone
+        states = team.presence.ringing_states(members, team.settings.forward) if database_answers else everyone
     except StoreError as exc:
         log.warning("presence unknown for a call to %s, every member rings: %s", number, exc)
         states = everyone
@@ -129,7 +129,7 @@ def _missed_at_once(call_sid: str, caller: str, number: str) -> None:
     """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
     so the log is told here, and the pages of the number (their recent calls) too."""
     try:
-        current_team().store.calls.record_dial_outcome(call_sid, "no-answer")
+        current_team().store.calls.missed_at_once(call_sid)
     except StoreError as exc:
         log.warning("could not record call %s as missed: %s", call_sid, exc)
         return
