@@ -80,7 +80,7 @@ def build_team(
         twilio_rest=rest_client(settings),
         lockout=Lockout(settings.message_queue or "memory://"),
         presence=Presence(browsers_for(settings.message_queue, ttl=float(settings.presence_ttl)),
-                          dnd=store.presence.dnd_of, busy=store.presence.busy_of),
+                          dnd=store.presence.dnd_of, busy=store.presence.busy_of, flags=store.presence.flags_of),
     )
     if settings.mail_configured:
         team.mail = mail_sender_for(settings, team)

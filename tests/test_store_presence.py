@@ -67,3 +67,13 @@ def test_a_placed_call_twilio_never_reported_on_stops_counting_after_two_minutes
     assert store.presence.busy_of({"carol"}) == frozenset()
     store.calls.record_status(callback("CAdial", "ringing", 0, parent="CAout", To="+441595123456"))
     assert store.presence.busy_of({"carol"}) == {"carol"}  # late, but news: it rings
+
+
+def test_flags_of_answers_dnd_and_busy_together_as_each_alone_does(store):
+    calls, presence = store.calls, store.presence
+    presence.set_dnd("bob", True)
+    open_inbound(calls, "CAroot")
+    calls.record_status(callback("CAalice", "in-progress", 1, parent="CAroot"))
+    users = {"alice", "bob", "carol"}
+    assert presence.flags_of(users) == (presence.dnd_of(users), presence.busy_of(users)) == ({"bob"}, {"alice"})
+    assert presence.flags_of(set()) == (frozenset(), frozenset())

@@ -177,7 +177,9 @@ def test_with_the_database_unreadable_every_member_rings(app, twilio, monkeypatc
     def unavailable(users):
         raise StoreUnavailable("database: no answer within 5 s")
 
-    monkeypatch.setattr(app.extensions["shetphone"].presence, "_dnd", unavailable)
+    presence = app.extensions["shetphone"].presence
+    for asked in ("_dnd", "_both"):  # each alone, or both in one read
+        monkeypatch.setattr(presence, asked, unavailable)
     assert rung(twilio.incoming()) == (None, ["client:alice", "client:bob"])
 
 

@@ -76,6 +76,18 @@ class PresenceStore:
             return frozenset()
         return frozenset(self.database.read(lambda conn: list(conn.scalars(_DND_OF, {"users": users}))))
 
+    def flags_of(self, users: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """(:meth:`dnd_of`, :meth:`busy_of`) of ``users`` in one read: ``/voice`` asks both for every call."""
+        users = sorted(set(users))
+        if not users:
+            return frozenset(), frozenset()
+        busy = self._busy_work(users)
+
+        def work(conn: Connection) -> tuple[frozenset[str], frozenset[str]]:
+            return frozenset(conn.scalars(_DND_OF, {"users": users})), busy(conn)
+
+        return self.database.read(work)
+
     def busy_of(self, users: Collection[str]) -> frozenset[str]:
         """The users among ``users`` with a call in progress: one they placed that is not over (and, when
         Twilio said nothing of it yet, is at most two minutes old), or an incoming one they answered
@@ -87,6 +99,9 @@ class PresenceStore:
         users = sorted(set(users))
         if not users:
             return frozenset()
+        return self.database.read(self._busy_work(users))
+
+    def _busy_work(self, users: list[str]) -> Callable[[Connection], frozenset[str]]:
         now = naive_utc(self._clock())
         since = now - LONGEST_CALL
         placed = {"users": users, "since": since, "dialling_since": now - DIALLING_AT_MOST}
@@ -97,4 +112,4 @@ class PresenceStore:
             busy.update(to.removeprefix("client:") for to in conn.scalars(_ANSWERED_BY, answered))
             return frozenset(busy)
 
-        return self.database.read(work)
+        return work
