@@ -13,6 +13,10 @@ export function connectRealtime(handlers) {
   const socket = io({ path: sitePath('socket.io'), withCredentials: true })
   let everConnected = false
   let lost = false
+  // Once this page is going somewhere itself (Log out's form), the server ending its socket
+  // is that going, not news: following it would race the form's own answer.
+  let leaving = false
+  window.addEventListener('beforeunload', () => { leaving = true })
 
   socket.on('connect', () => {
     handlers.connection(lost ? 'reconnected' : 'connected')
@@ -23,7 +27,7 @@ export function connectRealtime(handlers) {
     if (reason === 'io client disconnect') return
     // The server closes a socket itself only when the session ended; it will not take it back.
     if (reason === 'io server disconnect') {
-      goToLogin()
+      if (!leaving) goToLogin()
       return
     }
     lost = true
@@ -49,7 +53,7 @@ export function connectRealtime(handlers) {
   socket.on('presence', (payload) => handlers.presence && handlers.presence(payload))
   socket.on('session_ended', () => {
     socket.disconnect()
-    window.location.assign(siteUrl('login'))
+    if (!leaving) window.location.assign(siteUrl('login'))
   })
   return socket
 }
