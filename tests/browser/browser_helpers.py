@@ -111,6 +111,17 @@ def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str
     assert "<Record" in outcome.text
 
 
+def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: int, caller_id: str = "") -> None:
+    """A call that was answered and lasted ``seconds``: outgoing when ``caller`` is a browser client."""
+    voice = {"CallSid": root_sid, "From": caller, "To": called, **({"CallerId": caller_id} if caller_id else {})}
+    assert "<Dial" in server.post_signed("/voice", voice).text
+    dialled = called if caller_id else "client:alice"  # outgoing: the number; incoming: a browser
+    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller_id or caller, "To": dialled}
+    for sequence, status in enumerate(["ringing", "in-progress", "completed"]):
+        server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence),
+                                             "CallDuration": str(seconds)})
+
+
 # Not passed on by a proxy (RFC 9110 7.6.1), and the length, which the proxy sets itself.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
               "content-length"}
