@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, make_team_files, start_server  # noqa: F401
+import socketio
+from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, live_login, make_team_files, start_server  # noqa: F401
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 CHROMIUM = "/usr/bin/chromium"
@@ -120,6 +121,21 @@ def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: i
     for sequence, status in enumerate(["ringing", "in-progress", "completed"]):
         server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence),
                                              "CallDuration": str(seconds)})
+
+
+class Teammate:
+    """A teammate's page (bob's by default), played by a Socket.IO client: it can start and stop its phone."""
+
+    def __init__(self, server, name: str = "bob"):
+        self.client = socketio.Client(http_session=live_login(server, name), reconnection=False)
+        self.client.connect(server.url, transports=["websocket"], wait_timeout=10)
+
+    def phone(self, ready: bool) -> None:
+        self.client.emit("phone", {"ready": ready})
+
+    def close(self) -> None:
+        if self.client.connected:
+            threading.Thread(target=self.client.disconnect, daemon=True).start()
 
 
 # Not passed on by a proxy (RFC 9110 7.6.1), and the length, which the proxy sets itself.

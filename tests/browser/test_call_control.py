@@ -15,7 +15,6 @@ from twilio_standin import HttpCallbacks, TwilioStandIn
 
 from browser.browser_helpers import PHONE, make_team_files, screenshot, start_phone, start_server
 from browser.test_accessibility import AXE, AXE_OPTIONS
-from browser.test_team import Teammate
 
 pytestmark = pytest.mark.browser
 
@@ -189,14 +188,6 @@ def test_an_unanswered_warm_transfer_is_said_and_the_caller_is_back(open_dialer,
     expect(page.get_by_test_id("call-notice")).to_have_text("bob did not answer; the caller is back with you.")
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
     twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
-
-
-@pytest.fixture
-def bob(server):
-    """bob's page elsewhere (a Socket.IO client), its phone not started yet."""
-    teammate = Teammate(server)
-    yield teammate
-    teammate.close()
 
 
 def team_member(page, name: str):
