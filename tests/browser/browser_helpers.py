@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, make_team_files, start_server  # noqa: F401
+import socketio
+from conftest import PASSWORDS, ROOT, LiveServer, csrf_token_from, live_login, make_team_files, start_server  # noqa: F401
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 CHROMIUM = "/usr/bin/chromium"
@@ -109,6 +110,32 @@ def ring_unanswered(server, root_sid: str, caller: str, number: str, client: str
         assert answer.status_code == 204
     outcome = server.post_signed("/voice/dial-complete", {**inbound, "DialCallStatus": "no-answer"})
     assert "<Record" in outcome.text
+
+
+def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: int, caller_id: str = "") -> None:
+    """A call that was answered and lasted ``seconds``: outgoing when ``caller`` is a browser client."""
+    voice = {"CallSid": root_sid, "From": caller, "To": called, **({"CallerId": caller_id} if caller_id else {})}
+    assert "<Dial" in server.post_signed("/voice", voice).text
+    dialled = called if caller_id else "client:alice"  # outgoing: the number; incoming: a browser
+    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller_id or caller, "To": dialled}
+    for sequence, status in enumerate(["ringing", "in-progress", "completed"]):
+        server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence),
+                                             "CallDuration": str(seconds)})
+
+
+class Teammate:
+    """A teammate's page (bob's by default), played by a Socket.IO client: it can start and stop its phone."""
+
+    def __init__(self, server, name: str = "bob"):
+        self.client = socketio.Client(http_session=live_login(server, name), reconnection=False)
+        self.client.connect(server.url, transports=["websocket"], wait_timeout=10)
+
+    def phone(self, ready: bool) -> None:
+        self.client.emit("phone", {"ready": ready})
+
+    def close(self) -> None:
+        if self.client.connected:
+            threading.Thread(target=self.client.disconnect, daemon=True).start()
 
 
 # Not passed on by a proxy (RFC 9110 7.6.1), and the length, which the proxy sets itself.

@@ -20,6 +20,7 @@ from browser.browser_helpers import (
     ROOT,
     LiveServer,
     PageProblems,
+    Teammate,
     log_in,
     make_team_files,
     new_context,
@@ -76,3 +77,11 @@ def open_dialer(browser: Browser, server: LiveServer) -> Iterator[Callable[..., 
         page.context.close()
         assert violations == [], f"the Content-Security-Policy blocked: {violations}"
         assert errors == [], f"the page threw: {errors}"
+
+
+@pytest.fixture
+def bob(server: LiveServer) -> Iterator[Teammate]:
+    """bob's page elsewhere, a Socket.IO client; its phone is not started until ``bob.phone(True)``."""
+    teammate = Teammate(server)
+    yield teammate
+    teammate.close()

@@ -1,15 +1,26 @@
 """axe-core (frontend/node_modules, a dev dependency) finds nothing against WCAG 2.1 A and AA,
 nor its best practices, on the login page and on the dialer (idle, ringing, in a call, with
-the call's controls), in both themes. Its "label in name" rule (experimental in axe) is switched on: the keypad's
-names once differed from their visible text.
+the call's controls, the team, recent calls), in both themes. Its "label in name" rule
+(experimental in axe) is switched on: the keypad's names, and the recent calls' call-back
+buttons', once differed from their visible text.
 """
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
-from browser.browser_helpers import ROOT, PageProblems, new_context, screenshot, start_phone
+from browser.browser_helpers import (
+    ROOT,
+    PageProblems,
+    answered_call,
+    new_context,
+    ring_unanswered,
+    screenshot,
+    start_phone,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -109,8 +120,11 @@ def test_the_team_panel_do_not_disturb_and_a_transcript(open_dialer, server, the
         expect(team.locator('[data-user="bob"] [data-testid="team-state"]')).to_have_text("Available")
         digit = "1" if theme == "light" else "2"
         call_sid, recording_sid = "CA" + digit * 32, "RE" + digit * 32
-        # A withheld caller: its row has no call-back button (whose name, older than this test, reads its
-        # facts in another order than its visible text, which axe's label-in-name rule flags).
+        # Recent calls with call-back buttons (a missed one, an answered one from a preset, whose number shows
+        # beside its alias), and a withheld caller's voicemail with its transcript (no button).
+        missed, answered = "CA" + digit * 31 + "a", "CA" + digit * 31 + "b"
+        ring_unanswered(server, missed, "+447700900123", "+441595000001", "bob")
+        answered_call(server, answered, caller="+441595123456", called="+441595000001", seconds=42)
         server.post_signed("/voice", {"CallSid": call_sid, "From": "anonymous", "To": "+441595000001"})
         server.post_signed("/voice/recording", {
             "CallSid": call_sid, "RecordingSid": recording_sid, "RecordingStatus": "completed",
@@ -119,7 +133,11 @@ def test_the_team_panel_do_not_disturb_and_a_transcript(open_dialer, server, the
             "CallSid": call_sid, "RecordingSid": recording_sid, "TranscriptionStatus": "completed",
             "TranscriptionText": "Call me back when you can."})
         expect(page.get_by_test_id("voicemail-transcript").first).to_be_visible()
-        assert_accessible(page, f"team panel and a transcript, {theme}")
+        expect(page.locator(f'li.log-row[data-call-sid="{missed}"]').get_by_role("button")).to_have_accessible_name(
+            re.compile(r"^Call back: \+44 7700 900123, New, Missed, "))
+        expect(page.locator(f'li.log-row[data-call-sid="{answered}"]').get_by_role("button")).to_have_accessible_name(
+            re.compile(r"^Call back: Mum, \+44 1595 123456, .*0:42 — incoming call$"))
+        assert_accessible(page, f"team panel, recent calls and a transcript, {theme}")
         switch = page.get_by_role("switch", name="Do not disturb")
         switch.click()
         expect(switch).to_have_attribute("aria-checked", "true")

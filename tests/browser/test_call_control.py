@@ -1,4 +1,5 @@
-"""Call control in the page: hold, warm transfer completed and cancelled, a three-way call.
+"""Call control in the page: hold, warm transfer completed and cancelled, a three-way call, and
+the Team panel's one-click transfer to or add of an available teammate.
 
 The real server, its twilio_api_base pointing at the Twilio stand-in in auto mode: the
 stand-in answers the server's REST requests and posts Twilio's callbacks (signed) to
@@ -40,17 +41,18 @@ def server(tmp_path_factory, twilio):
     live.stop()
 
 
-def hang_up_every_call(twilio) -> None:
-    """The calls an earlier test left up end: else alice is busy (SPEC §7), and a new call would not ring her."""
+@pytest.fixture(autouse=True)
+def calls_end_with_their_test(twilio):
+    """A call left in progress keeps alice busy, and the next test's caller would not ring her."""
+    yield
     for call in list(twilio.calls.values()):
-        if call.active and call.parent_sid is None:  # hanging one up may have ended the next already
+        if call.active and call.status == "in-progress":
             twilio.hang_up(call.sid)
             twilio.wait_idle()
 
 
 def answer_a_caller(page, twilio):
     """A caller rings the team number; alice's page rings with that leg and she accepts it."""
-    hang_up_every_call(twilio)
     start_phone(page)
     root = twilio.incoming_call(CALLER, TEAM)
     twilio.wait_idle()
@@ -186,6 +188,61 @@ def test_an_unanswered_warm_transfer_is_said_and_the_caller_is_back(open_dialer,
     expect(page.get_by_test_id("call-notice")).to_have_text("bob did not answer; the caller is back with you.")
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
     twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
+
+
+def team_member(page, name: str):
+    return page.get_by_role("region", name="Team").locator(f'li.team-member[data-user="{name}"]')
+
+
+def bob_available_during_the_call(page, bob):
+    """bob starts his phone once alice is in the call: the Team panel offers him in one click."""
+    bob.phone(True)
+    expect(team_member(page, "bob").get_by_test_id("team-state")).to_have_text("Available")
+    expect(team_member(page, "alice").get_by_role("button")).to_have_count(0)  # not herself
+
+
+def test_the_team_panel_transfers_to_an_available_teammate_in_one_click(open_dialer, twilio, bob):
+    page = open_dialer(init_script=AXE.read_text(encoding="utf-8"))
+    bob.phone(True)
+    expect(team_member(page, "bob").get_by_test_id("team-state")).to_have_text("Available")
+    expect(team_member(page, "bob").get_by_role("button")).to_have_count(0)  # no call: nothing to hand over
+    bob.phone(False)
+    expect(team_member(page, "bob").get_by_test_id("team-state")).to_have_text("Offline")
+    root, leg = answer_a_caller(page, twilio)
+    expect(team_member(page, "bob").get_by_role("button")).to_have_count(0)  # offline: nothing to offer
+    bob_available_during_the_call(page, bob)
+    transfer = team_member(page, "bob").get_by_role("button", name="Transfer to bob", exact=True)
+    expect(transfer).to_have_text("Transfer to bob")  # "to bob" is for screen readers; the name holds "Transfer"
+    result = page.evaluate("(options) => axe.run({include: ['.team']}, options)", AXE_OPTIONS)
+    assert result["passes"] and result["violations"] == []  # label-in-name included: "Transfer" is in the name
+    screenshot(page, "team-panel-in-a-call")
+    transfer.focus()  # from the keyboard
+    page.keyboard.press("Enter")
+    bob_call = rung_when_rung(twilio, "client:bob")
+    expect(page.locator(".cold-transfer")).to_have_text("Transferring to bob…")
+    expect(team_member(page, "bob").get_by_role("button")).to_have_count(0)  # one transfer at a time
+    twilio.answer(bob_call.sid)
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "bob"}, "the caller with bob")
+    assert not twilio.call(leg.sid).active  # a cold transfer: alice is gone
+
+
+def test_the_team_panel_adds_an_available_teammate_in_one_click_and_says_a_refusal_once(open_dialer, twilio, bob):
+    page = open_dialer()
+    root, _ = answer_a_caller(page, twilio)
+    bob_available_during_the_call(page, bob)
+    add = team_member(page, "bob").get_by_role("button", name="Add bob", exact=True)
+    refusal = "A transfer is already under way on this call."
+    page.route("**/calls/*/add", lambda route: route.fulfill(status=409, json={"error": refusal}))
+    add.click()
+    expect(page.locator(".control-problem")).to_have_text(refusal)  # the call panel's place for it ...
+    expect(page.get_by_text(refusal)).to_have_count(1)  # ... and nowhere else
+    page.unroute("**/calls/*/add")
+    add.click()
+    expect(page.locator(".control-problem")).to_have_count(0)
+    expect(participant(page, "bob")).to_contain_text("ringing")
+    twilio.answer(rung_when_rung(twilio, "client:bob").sid)
+    expect(participant(page, "bob")).not_to_contain_text("ringing")
+    twilio.wait_until(lambda: in_conference(twilio, root.sid) == {"outside", "alice", "bob"}, "three on the call")
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])

@@ -16,6 +16,7 @@ from browser.browser_helpers import (
     DESKTOP,
     PHONE,
     SCREENSHOTS,
+    answered_call,
     fake_log,
     make_team_files,
     ring_unanswered,
@@ -78,17 +79,6 @@ def server(tmp_path_factory, media_host):
     live.stop()
 
 
-def answered_call(server, root_sid: str, *, caller: str, called: str, seconds: int, caller_id: str = "") -> None:
-    """A call that was answered and lasted ``seconds``: outgoing when ``caller`` is a browser client."""
-    voice = {"CallSid": root_sid, "From": caller, "To": called, **({"CallerId": caller_id} if caller_id else {})}
-    assert "<Dial" in server.post_signed("/voice", voice).text
-    dialled = called if caller_id else "client:alice"  # outgoing: the number; incoming: a browser
-    leg = {"CallSid": "CB" + root_sid[2:], "ParentCallSid": root_sid, "From": caller_id or caller, "To": dialled}
-    for sequence, status in enumerate(["ringing", "in-progress", "completed"]):
-        server.post_signed("/voice/status", {**leg, "CallStatus": status, "SequenceNumber": str(sequence),
-                                             "CallDuration": str(seconds)})
-
-
 def panel_of(page):
     return page.locator("section.recent-calls")
 
@@ -119,7 +109,8 @@ def test_a_missed_call_appears_live_with_a_badge_that_clears_once_seen(open_dial
     expect(row.get_by_test_id("call-kind")).to_have_attribute("data-kind", "missed")
     expect(row).to_contain_text("Missed")
     expect(row.get_by_test_id("call-who")).to_have_text("+44 7700 900123")
-    expect(row.get_by_role("button")).to_have_accessible_name(re.compile(r"^Call back \+44 7700 900123 — missed call"))
+    expect(row.get_by_role("button")).to_have_accessible_name(
+        re.compile(r"^Call back: \+44 7700 900123, New, Missed, Just now$"))
     badge = page.get_by_test_id("missed-badge")
     expect(badge).to_have_text("1 new missed")
     expect(page).to_have_title("(1) Shetphone")
@@ -196,7 +187,7 @@ def test_clicking_an_outgoing_call_calls_the_number_again(open_dialer, server):
     row = row_of(page, root)
     expect(row.get_by_test_id("call-kind")).to_have_attribute("data-kind", "outbound")
     expect(row.locator(".log-duration")).to_have_text("1:05")
-    row.get_by_role("button", name=re.compile(r"^Call Dad again — outgoing call")).click()
+    row.get_by_role("button", name=re.compile(r"^Call again: Dad, .*1:05 — outgoing call$")).click()
     expect(page.get_by_role("button", name="Hang up")).to_be_visible()
     assert fake_log(page, "device.connect")[-1]["params"]["To"] == DAD
     expect(page.get_by_role("status")).to_have_text("Calling Dad…")

@@ -1,17 +1,14 @@
 """The Team panel, the do-not-disturb switch and voicemail transcripts, in the page against the real server.
 
-A teammate's browser is a python-socketio client logged in as bob that sends
+A teammate's browser (the ``bob`` fixture) is a python-socketio client logged in as bob that sends
 ``phone {"ready": ...}`` as the page does; Twilio's requests are signed posts.
 """
 
 from __future__ import annotations
 
-import threading
 import xml.etree.ElementTree as ET
 
 import pytest
-import socketio
-from conftest import live_login
 from playwright.sync_api import expect
 
 from browser.browser_helpers import PHONE, screenshot, start_phone
@@ -20,28 +17,6 @@ pytestmark = pytest.mark.browser
 
 TEAM_NUMBER = "+441595000001"  # alice and bob
 MUM = "+441595123456"
-
-
-class Teammate:
-    """bob's page, played by a Socket.IO client: it can start and stop its phone."""
-
-    def __init__(self, server, name: str = "bob"):
-        self.client = socketio.Client(http_session=live_login(server, name), reconnection=False)
-        self.client.connect(server.url, transports=["websocket"], wait_timeout=10)
-
-    def phone(self, ready: bool) -> None:
-        self.client.emit("phone", {"ready": ready})
-
-    def close(self) -> None:
-        if self.client.connected:
-            threading.Thread(target=self.client.disconnect, daemon=True).start()
-
-
-@pytest.fixture
-def bob(server):
-    teammate = Teammate(server)
-    yield teammate
-    teammate.close()
 
 
 def member(page, name: str):
