@@ -77,6 +77,7 @@ legs = sa.Table(
     sa.Column("event_at", sa.DateTime, nullable=False),  # Timestamp of the last applied callback
     sa.Index("legs_by_root", "root_call_sid"),
     sa.Index("legs_by_rank", "status_rank"),  # the few legs not yet terminal, for catch-up
+    sa.Index("legs_by_callee", "to_number", "status_rank"),  # who is on a call (presence), per incoming call
 )
 
 recordings = sa.Table(
