@@ -105,22 +105,18 @@ def check_phones_rung(settings: Settings, policy: DialPolicy) -> None:
 def mail_sender_for(settings: Settings, team: Team) -> MailSender:
     """The voicemail mailer: SMTP per ``smtp_url``, the recording from Twilio's REST API (``twilio_api_base``)."""
     transport = SmtpSender(SmtpConfig.from_url(settings.smtp_url or ""))
-    return MailSender(team.store.outbox, transport.send, recording_fetcher(settings),
+    return MailSender(team.store.outbox, transport.send, recording_fetcher(team.twilio_rest),
                       mail_from=settings.mail_from or "", page_url=settings.public_url + "/", alias_for=team.alias_for)
 
 
-def recording_fetcher(settings: Settings) -> Callable[[str], bytes]:
-    """``recording sid -> its MP3``, with the account's credentials; every failure raises (and is retried)."""
-    twilio = settings.twilio
-    rest: list[TwilioRest] = []
+def recording_fetcher(rest: TwilioRest | None) -> Callable[[str], bytes]:
+    """``recording sid -> its MP3`` through the team's one REST client; every failure raises (and is retried)."""
 
     def fetch(recording_sid: str) -> bytes:
-        if not (twilio.account_sid and twilio.auth_token):
+        if rest is None:
             raise RuntimeError("Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
-        if not rest:
-            rest.append(TwilioRest(twilio.account_sid, twilio.auth_token, settings.twilio_api_base))
         audio = bytearray()
-        with rest[0].recording_media(recording_sid) as media:
+        with rest.recording_media(recording_sid) as media:
             for chunk in media.iter_content():
                 audio += chunk
                 if len(audio) > LARGEST_ATTACHMENT:
