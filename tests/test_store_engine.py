@@ -52,6 +52,77 @@ def test_a_forked_worker_opens_its_own_connections(calllog: CallLog) -> None:
     assert [p["call_sid"] for p in calllog.calls_in_progress([ALICE_NUMBER])] == ["CAleg"]  # the parent still works
 
 
+def test_hot_statements_reuse_a_few_sqlite_connections_and_a_fork_drops_them(tmp_path: Path) -> None:
+    """/voice's INSERT and presence read skip the pool's checkout: a spare connection is kept between them."""
+    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
+    try:
+        database = store.database
+        open_inbound(store.calls, "CAfirst")
+        (spare,) = database._spares
+        open_inbound(store.calls, "CAsecond")
+        assert database._spares == [spare]  # the same one again, not one per call
+        driver = spare.driver_connection
+        pid = os.fork()
+        if pid == 0:  # the child must never use the parent's handle
+            try:
+                ok = database._spares == []
+                open_inbound(store.calls, "CAchild")
+                ok = ok and len(database._spares) == 1 and database._spares[0] is not spare
+            finally:
+                os._exit(0 if ok else 1)
+        _, wait_status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert database._spares == [spare]
+        listed = {call["call_sid"] for call in store.calls.calls_for([ALICE_NUMBER], None)}
+        assert listed == {"CAfirst", "CAsecond", "CAchild"}
+    finally:
+        store.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the store, not left open
+        driver.execute("SELECT 1")
+
+
+def test_a_connection_that_failed_a_statement_is_not_kept(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
+    try:
+        database = store.database
+        from shetphone.store.schema import calls
+
+        broken = database.one_statement(calls.insert(), ["call_sid"])  # NOT NULL columns left out
+        with pytest.raises(StoreError):
+            broken({"call_sid": "CAbroken"})
+        assert database._spares == []
+        open_inbound(store.calls, "CAafter")  # a fresh connection from the pool
+        assert only_call(store.calls, [ALICE_NUMBER])["call_sid"] == "CAafter"
+    finally:
+        store.close()
+
+
+def test_a_prebuilt_read_gives_rows_keeps_its_constants_and_ends_its_transaction(database_url: str) -> None:
+    from shetphone.store.schema import calls
+
+    store = Store(database_url)
+    try:
+        open_inbound(store.calls, "CAone")
+        open_inbound(store.calls, "CAtwo")
+        store.calls.missed_at_once("CAtwo")
+        # "initiated" is a value written in the statement: it stays; ``number`` comes with each call.
+        initiated = store.database.one_statement(
+            sa.select(calls.c.call_sid).where(calls.c.status == "initiated", calls.c.number == sa.bindparam("number"))
+        )
+        assert initiated.rows({"number": ALICE_NUMBER}) == [("CAone",)]
+        assert initiated.rows({"number": "+15550000000"}) == []
+        if store.database.dialect == "postgresql":
+            import psycopg
+
+            raw = store.database.borrow()
+            try:  # the read's transaction was ended, not left open on a pooled connection
+                assert raw.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            finally:
+                store.database.give_back(raw)
+    finally:
+        store.close()
+
+
 def test_sqlite_creates_its_directory_and_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "calls.sqlite3"
     store = Store(f"sqlite:///{path}")

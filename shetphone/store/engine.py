@@ -48,6 +48,9 @@ CONNECT_TIMEOUT_SECONDS = 3  # PostgreSQL; libpq counts whole seconds
 SQLITE_BUSY_TIMEOUT_MS = 0  # never wait inside sqlite3: the retry loop here waits instead
 FIRST_RETRY_SECONDS = 0.001
 LONGEST_RETRY_SECONDS = 0.05
+# SQLite connections the hot statements keep between calls (see Database.borrow): about the webhooks a
+# process answers at once; more than that come from the pool and go back to it.
+SPARE_SQLITE_CONNECTIONS = 8
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 # Serialization failure and deadlock: PostgreSQL rolled the transaction back, so running it again is safe.
@@ -207,15 +210,20 @@ class _Patience:
 
 
 class OneStatement:
-    """One prebuilt write statement, run in a transaction of its own on the driver's connection.
+    """One prebuilt statement, run in a transaction of its own on the driver's connection.
 
     ``/voice`` keeps Twilio (and the caller) waiting until its row is committed, and
     SQLAlchemy's execution around one small INSERT cost twice the INSERT itself
-    (bench/webhooks.py; docs/performance.md). This compiles the statement once and
-    binds values with SQLAlchemy's own type processors, so the row stored is the same,
-    then runs it on the pooled DBAPI connection as a transaction of its own (SQLite:
-    one autocommitted statement; PostgreSQL: the statement and COMMIT), with the same
-    waiting rules as :meth:`Database.write`.
+    (bench/webhooks.py; docs/performance.md); presence's read of DND and calls in
+    progress, three SELECTs through SQLAlchemy, cost more than the rest of ``/voice``.
+    This compiles the statement once and binds values with SQLAlchemy's own type
+    processors, so what is stored and matched is the same, then runs it on the pooled
+    DBAPI connection as a transaction of its own (SQLite: one autocommitted statement,
+    which also reads one consistent snapshot; PostgreSQL: the statement, then COMMIT or,
+    for a read, ROLLBACK), with the same waiting rules as :meth:`Database.write`.
+
+    Parameters with a value in the statement itself (a constant compared with) keep it;
+    every other one must be given on each call.
     """
 
     def __init__(self, database: Database, statement: sa.Executable, columns: Sequence[str] | None = None):
@@ -226,16 +234,27 @@ class OneStatement:
         self._sqlite = dialect.name == "sqlite"
         processors = {key: bind.type._cached_bind_processor(dialect) for key, bind in compiled.binds.items()}
         self._processors = {key: process for key, process in processors.items() if process is not None}
+        self._constants = {key: bind.effective_value for key, bind in compiled.binds.items() if not bind.required}
         self._positions = tuple(compiled.positiontup) if compiled.positional else None
 
     def __call__(self, values: dict[str, Any]) -> None:
+        """Run the statement (a write) with ``values``, committed when this returns."""
+        self._run(values, fetch=False)
+
+    def rows(self, values: dict[str, Any]) -> list[tuple]:
+        """Run the statement (a read) with ``values``: its rows, as the driver gives them."""
+        return self._run(values, fetch=True)
+
+    def _run(self, values: dict[str, Any], *, fetch: bool) -> Any:
+        if self._constants:
+            values = {**self._constants, **values}
         for key, process in self._processors.items():
             values[key] = process(values[key])
         parameters = tuple(values[key] for key in self._positions) if self._positions is not None else values
         database = self._database
         timer = _gevent_deadline(database.deadline)
         try:
-            self._attempts(parameters)
+            return self._attempts(parameters, fetch)
         except BaseException as exc:
             if timer is not None and (exc is timer or not timer.pending):
                 raise StoreUnavailable(f"database {database.name}: no answer within {database.deadline:g} s") from None
@@ -244,12 +263,12 @@ class OneStatement:
             if timer is not None:
                 timer.close()
 
-    def _attempts(self, parameters: Any) -> None:
+    def _attempts(self, parameters: Any, fetch: bool) -> Any:
         database = self._database
         patience = None
         while True:
             try:
-                raw = database.engine.raw_connection()
+                raw = database.borrow()
             except sa.exc.SQLAlchemyError as exc:  # connecting failed (it came wrapped, or not)
                 raise database._store_error(exc) from exc
             except sqlite3.Error as exc:
@@ -263,16 +282,17 @@ class OneStatement:
                 if self._sqlite:
                     # sqlite3 is in autocommit mode here: one statement is its own transaction,
                     # atomic, committed when it returns (BEGIN and COMMIT would be two more calls).
-                    driver.execute(self._sql, parameters)
-                else:
-                    try:
-                        with driver.cursor() as cursor:
-                            cursor.execute(self._sql, parameters)
-                        driver.commit()
-                    except BaseException:
-                        driver.rollback()
-                        raise
-                return
+                    cursor = driver.execute(self._sql, parameters)
+                    return cursor.fetchall() if fetch else None
+                try:
+                    with driver.cursor() as cursor:
+                        cursor.execute(self._sql, parameters)
+                        rows = cursor.fetchall() if fetch else None
+                    driver.rollback() if fetch else driver.commit()
+                    return rows
+                except BaseException:
+                    driver.rollback()
+                    raise
             except sqlite3.Error as exc:
                 raw.invalidate() if not isinstance(exc, sqlite3.OperationalError) else None
                 if not _sqlite_busy(exc):
@@ -285,7 +305,7 @@ class OneStatement:
                     raw.invalidate()
                     raise database.driver_error(exc) from exc
             finally:
-                raw.close()  # back to the pool (or closed, when invalidated)
+                database.give_back(raw)
             patience = patience or _Patience(database.wait)
             if not patience.sleep():
                 waited = "locked by another writer" if self._sqlite else "busy"
@@ -311,7 +331,39 @@ class Database:
         self.engine = create_engine(self.url, self.wait)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(shetphone_writes=True, shetphone_wait=self.wait)
+        # A file's connections never go stale (PostgreSQL's are pinged by the pool on checkout).
+        self._keeps_spares = self.dialect == "sqlite" and not isinstance(self.engine.pool, StaticPool)
+        self._spares: list[Any] = []
         forget_connections_after_fork(self.engine)
+        if self._keeps_spares:
+            database_ref = weakref.ref(self)
+
+            def forget_spares() -> None:  # the parent's handles: dropped in the child, never used or closed
+                database = database_ref()
+                if database is not None:
+                    database._spares = []
+
+            os.register_at_fork(after_in_child=forget_spares)
+
+    def borrow(self) -> Any:
+        """A pooled DBAPI connection for one hot statement (:class:`OneStatement`); hand it to :meth:`give_back`.
+
+        On SQLite a few are kept checked out between statements: the pool's checkout
+        and checkin cost as much as presence's whole read on ``/voice``. Popping from
+        and appending to a list is atomic under threads and greenlets alike."""
+        if self._keeps_spares:
+            try:
+                return self._spares.pop()
+            except IndexError:
+                pass
+        return self.engine.raw_connection()
+
+    def give_back(self, raw: Any) -> None:
+        """Return a connection from :meth:`borrow` (one invalidated after an error is closed instead)."""
+        if self._keeps_spares and raw.is_valid and len(self._spares) < SPARE_SQLITE_CONNECTIONS:
+            self._spares.append(raw)
+        else:
+            raw.close()  # back to the pool (or closed, when invalidated)
 
     def write(self, work: Callable[[Connection], T], *, wait: float | None = None) -> T:
         """``work(conn)`` in one write transaction (SQLite: holding the write lock), committed when it returns.
@@ -331,7 +383,8 @@ class Database:
         return self._run(self.engine.connect, work, self.wait, self.deadline)
 
     def one_statement(self, statement: sa.Executable, columns: Sequence[str] | None = None) -> OneStatement:
-        """``statement`` prebuilt to run alone in its own transaction, on the hot path (see :class:`OneStatement`).
+        """``statement`` prebuilt to run alone in its own transaction, on the hot path (see :class:`OneStatement`):
+        call it to write, or its ``rows`` to read.
 
         ``columns``: for an INSERT, the columns every call gives a value for."""
         return OneStatement(self, statement, columns)
@@ -346,6 +399,9 @@ class Database:
         return kind(f"database {self.name}: {_first_line(error)}")
 
     def close(self) -> None:
+        spares, self._spares = self._spares, []
+        for raw in spares:
+            raw.close()
         self.engine.dispose()
 
     # ------------------------------------------------------------------- helpers

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from .. import callstate
 from ..callstate import naive_utc, utc_now
 from .calls import LONGEST_CALL, _insert_unless_present
-from .engine import Database
+from .engine import Database, OneStatement
 from .schema import calls, dnd, legs
 
 STARTING_STATUSES = ["queued", "initiated"]
@@ -50,6 +50,44 @@ _ANSWERED_BY = (
 )
 
 
+def _flags_statement(count: int) -> sa.CompoundSelect:
+    """Rows (flag, who) for ``count`` users at once: ('dnd', user), ('placed', user), ('answered', client:user).
+
+    One statement with a parameter per user (``user0``..., ``client0``...) rather than
+    expanding ones, so it is compiled once per ring-group size and run on the driver:
+    /voice asks it for every incoming call. The constant lists are written into the SQL.
+    """
+    users = [sa.bindparam(f"user{index}") for index in range(count)]
+    clients = [sa.bindparam(f"client{index}") for index in range(count)]
+
+    def words(values: list[str]) -> list[sa.ColumnElement]:
+        return [sa.literal_column(f"'{value}'") for value in values]  # status names: our own constants
+
+    dnd_on = sa.select(sa.literal_column("'dnd'").label("flag"), dnd.c.user_name.label("who")).where(
+        dnd.c.user_name.in_(users)
+    )
+    placed = sa.select(sa.literal_column("'placed'"), calls.c.client).where(
+        calls.c.client.in_(users),
+        calls.c.direction == sa.literal_column("'outbound'"),
+        calls.c.started_at >= sa.bindparam("since"),
+        sa.or_(
+            calls.c.status.in_(words(RINGING_OR_TALKING)),
+            sa.and_(calls.c.status.in_(words(STARTING_STATUSES)), calls.c.started_at >= sa.bindparam("dialling_since")),
+        ),
+    )
+    answered = (
+        sa.select(sa.literal_column("'answered'"), legs.c.to_number)
+        .join(calls, calls.c.call_sid == legs.c.root_call_sid)
+        .where(
+            legs.c.status_rank < sa.literal_column(str(callstate.TERMINAL_RANK)),
+            legs.c.answered.is_(True),
+            legs.c.to_number.in_(clients),
+            calls.c.started_at >= sa.bindparam("since"),
+        )
+    )
+    return sa.union_all(dnd_on, placed, answered)
+
+
 class PresenceStore:
     """Do-not-disturb flags and calls in progress per user, on one :class:`Database`."""
 
@@ -57,6 +95,7 @@ class PresenceStore:
         self.database = database
         self._clock = clock
         self._turn_on = _insert_unless_present(database.dialect, dnd, dnd.c.user_name)
+        self._flags_for_count: dict[int, OneStatement] = {}
 
     def set_dnd(self, user: str, on: bool) -> None:
         """Turn ``user``'s do-not-disturb on or off; it stays so until they change it."""
@@ -77,16 +116,26 @@ class PresenceStore:
         return frozenset(self.database.read(lambda conn: list(conn.scalars(_DND_OF, {"users": users}))))
 
     def flags_of(self, users: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
-        """(:meth:`dnd_of`, :meth:`busy_of`) of ``users`` in one read: ``/voice`` asks both for every call."""
+        """(:meth:`dnd_of`, :meth:`busy_of`) of ``users`` in one statement: ``/voice`` asks both for every call."""
         users = sorted(set(users))
         if not users:
             return frozenset(), frozenset()
-        busy = self._busy_work(users)
-
-        def work(conn: Connection) -> tuple[frozenset[str], frozenset[str]]:
-            return frozenset(conn.scalars(_DND_OF, {"users": users})), busy(conn)
-
-        return self.database.read(work)
+        query = self._flags_for_count.get(len(users))
+        if query is None:
+            query = self._flags_for_count[len(users)] = self.database.one_statement(_flags_statement(len(users)))
+        now = naive_utc(self._clock())
+        values = {"since": now - LONGEST_CALL, "dialling_since": now - DIALLING_AT_MOST}
+        for index, user in enumerate(users):
+            values[f"user{index}"] = user
+            values[f"client{index}"] = f"client:{user}"
+        dnd_on: set[str] = set()
+        busy: set[str] = set()
+        for flag, who in query.rows(values):
+            if flag == "dnd":
+                dnd_on.add(who)
+            else:
+                busy.add(who.removeprefix("client:"))
+        return frozenset(dnd_on), frozenset(busy)
 
     def busy_of(self, users: Collection[str]) -> frozenset[str]:
         """The users among ``users`` with a call in progress: one they placed that is not over (and, when
