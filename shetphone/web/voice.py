@@ -6,6 +6,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, request, url_for
 
@@ -21,6 +22,9 @@ from . import control as call_control
 from .dialer import url_for_voicemail
 from .signature import twilio_signed
 
+if TYPE_CHECKING:
+    from ..team import Team
+
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
@@ -32,19 +36,19 @@ NOBODY_TO_RING = "Sorry, nobody can take your call. Please try again later."
 _ROUTE_PATHS: dict[str, str] = {}  # endpoint -> its path, for routes without values: the same in every app
 
 
-def public_url_for(endpoint: str, **values) -> str:
-    """An absolute URL Twilio can reach: ``public_url`` + the route's path."""
+def public_url_for(endpoint: str, team: Team | None = None, **values) -> str:
+    """An absolute URL Twilio can reach: ``public_url`` + the route's path (``team``: the current one)."""
     path = _ROUTE_PATHS.get(endpoint) if not values else None
     if path is None:
         path = url_for(endpoint, _external=False, **values).removeprefix(request.script_root)
         if not values:
             _ROUTE_PATHS[endpoint] = path  # url_for is a tenth of /voice's work; the rules never change
-    return current_team().settings.public_url + path
+    return (team or current_team()).settings.public_url + path
 
 
-def callback_url_for(endpoint: str) -> str:
+def callback_url_for(endpoint: str, team: Team | None = None) -> str:
     """A status or recording callback's URL: Twilio retries it on a 5xx (the store busy), see twiml.RETRIES."""
-    return twiml.with_retries(public_url_for(endpoint))
+    return twiml.with_retries(public_url_for(endpoint, team))
 
 
 def xml(document: str) -> Response:
@@ -56,13 +60,13 @@ def xml(document: str) -> Response:
 def incoming():
     form = request.form
     caller, called, call_sid = form.get("From", ""), form.get("To", ""), form.get("CallSid", "")
+    team = current_team()  # once: each lookup goes through Flask's context locals
     if caller.startswith("client:"):
-        return _from_browser(caller.removeprefix("client:"), called, call_sid)
-    return _to_team_number(caller, called, call_sid)
+        return _from_browser(team, caller.removeprefix("client:"), called, call_sid)
+    return _to_team_number(team, caller, called, call_sid)
 
 
-def _from_browser(client: str, dialled: str, call_sid: str) -> Response:
-    team = current_team()
+def _from_browser(team: Team, client: str, dialled: str, call_sid: str) -> Response:
     if client not in team.users.current:
         return xml(twiml.refusal("Sorry, your account can no longer make calls."))
     try:
@@ -72,20 +76,19 @@ def _from_browser(client: str, dialled: str, call_sid: str) -> Response:
     except DialRefused as refused:
         log.info("refused a call from %s to %r: %s", client, dialled, refused.reason)
         return xml(twiml.refusal(refused.reason))
-    _open_call(call_sid, "outbound", call.caller_id, call.caller_id, call.destination, client)
+    _open_call(team, call_sid, "outbound", call.caller_id, call.caller_id, call.destination, client)
     # The action lets the browser's leg follow its child into a conference (call control, SPEC §6).
-    return xml(twiml.outbound_dial(call.destination, call.caller_id, callback_url_for("voice.status"),
-                                   action_url=public_url_for("voice.dial_complete")))
+    return xml(twiml.outbound_dial(call.destination, call.caller_id, callback_url_for("voice.status", team),
+                                   action_url=public_url_for("voice.dial_complete", team)))
 
 
-def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
-    team = current_team()
+def _to_team_number(team: Team, caller: str, number: str, call_sid: str) -> Response:
     target = team.directory.target_for(number)
     if target is None:
         return xml(twiml.refusal("Sorry, this number is not in service."))
-    logged = _open_call(call_sid, "inbound", number, caller, number, None)
+    logged = _open_call(team, call_sid, "inbound", number, caller, number, None)
     if target.kind == "clients":
-        return xml(_ring(target, caller, number, call_sid, database_answers=logged))
+        return xml(_ring(team, target, caller, number, call_sid, database_answers=logged))
     stream_url = f"wss://{team.settings.public_host}/media/stream"
     stream_target = target.stream_target
     # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
@@ -93,13 +96,13 @@ def _to_team_number(caller: str, number: str, call_sid: str) -> Response:
     return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
-def _ring(target: NumberTarget, caller: str, number: str, call_sid: str, *, database_answers: bool) -> str:
+def _ring(team: Team, target: NumberTarget, caller: str, number: str, call_sid: str, *,
+          database_answers: bool) -> str:
     """SPEC §7: the members who are available, the number's outside phones and the forward number of each
     member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung.
 
     ``database_answers`` False: the call could not be logged just now, so DND and calls in progress are
     not waited for either (the caller would hear silence twice as long)."""
-    team = current_team()
     users = team.users.current
     members = [member for member in target.clients if member in users]
     everyone = {member: State.AVAILABLE for member in members}  # as before presence: a call rings
@@ -113,23 +116,23 @@ def _ring(target: NumberTarget, caller: str, number: str, call_sid: str, *, data
     group = ringing.RingGroup(target.clients, target.outside_numbers)
     plan = ringing.plan_ringing(group, states, team.settings.forward, users)
     if plan.voicemail:
-        _missed_at_once(call_sid, caller, number)
+        _missed_at_once(team, call_sid, caller, number)
     return ringing.ring_twiml(
         plan,
         caller=caller,
         team_number=number,
         timeout=team.settings.ring_timeout,
-        action_url=public_url_for("voice.dial_complete"),
-        status_url=callback_url_for("voice.status"),
+        action_url=public_url_for("voice.dial_complete", team),
+        status_url=callback_url_for("voice.status", team),
         voicemail=lambda: _voicemail() or twiml.refusal(NOBODY_TO_RING),
     )
 
 
-def _missed_at_once(call_sid: str, caller: str, number: str) -> None:
+def _missed_at_once(team: Team, call_sid: str, caller: str, number: str) -> None:
     """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
     so the log is told here, and the pages of the number (their recent calls) too."""
     try:
-        current_team().store.calls.missed_at_once(call_sid)
+        team.store.calls.missed_at_once(call_sid)
     except StoreError as exc:
         log.warning("could not record call %s as missed: %s", call_sid, exc)
         return
@@ -137,12 +140,13 @@ def _missed_at_once(call_sid: str, caller: str, number: str) -> None:
     realtime.emit_call_status(call_status_event(facts, call_sid, None, "no-answer", datetime.now(UTC), None))
 
 
-def _open_call(call_sid: str, direction: str, number: str, caller: str, called: str, client: str | None) -> bool:
+def _open_call(team: Team, call_sid: str, direction: str, number: str, caller: str, called: str,
+               client: str | None) -> bool:
     """Log the call's start; False when the database could not."""
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
     try:
-        current_team().store.calls.open_call(
+        team.store.calls.open_call(
             call_sid, direction=direction, number=number, from_=caller, to=called, client=client
         )
     except StoreError as exc:
