@@ -68,6 +68,10 @@ except (ConfigError, StoreError, MessageQueueUnavailable) as error:  # one clear
 
     app = cli_app_for_broken_config(error)
 
+from shetphone.serving import freeze_startup_heap  # noqa: E402
+
+freeze_startup_heap()  # once the app is made: what follows is per request
+
 if __name__ == "__main__":
     from shetphone.serving import serve
 
