@@ -137,9 +137,12 @@ class MemoryBrowsers:
         self._lock = threading.Lock()
         self._ready: dict[str, str] = {}  # socket id -> user
         self._published: dict[str, State] = {}
+        self._withdrawn = False
 
     def set_ready(self, user: str, socket_id: str, ready: bool) -> None:
         with self._lock:
+            if self._withdrawn:  # a phone event racing the stop: the stopping process's browsers are gone
+                return
             if ready:
                 self._ready[socket_id] = user
             else:
@@ -178,6 +181,7 @@ class MemoryBrowsers:
 
     def withdraw(self) -> frozenset[str]:
         with self._lock:
+            self._withdrawn = True
             users = frozenset(self._ready.values())
             self._ready.clear()
         return users
