@@ -1,7 +1,7 @@
 """Shetphone's entry point.
 
 ``python app.py [--host H] [--port P] [--async-mode gevent|eventlet]`` serves with
-the built-in server; ``uwsgi --ini shetphone.ini`` imports ``app`` from here;
+the built-in server until SIGTERM or Ctrl-C; ``uwsgi --ini shetphone.ini`` imports ``app`` from here;
 ``flask --app app ...`` runs the admin commands.
 """
 
@@ -51,7 +51,7 @@ else:
 
 import click  # noqa: E402
 
-from shetphone import ConfigError, create_app  # noqa: E402
+from shetphone import ConfigError, create_app, shut_down  # noqa: E402
 from shetphone.message_queue import MessageQueueUnavailable  # noqa: E402
 from shetphone.store import StoreError  # noqa: E402
 
@@ -72,8 +72,15 @@ from shetphone.serving import freeze_startup_heap  # noqa: E402
 
 freeze_startup_heap()  # once the app is made: what follows is per request
 
+if ASYNC_MODE == "gevent_uwsgi":
+    import uwsgi
+
+    # A worker stopping (die-on-term's SIGTERM, a reload) says goodbye: its browsers leave
+    # shared presence at once instead of counting for presence_ttl more seconds.
+    uwsgi.atexit = lambda: shut_down(app)
+
 if __name__ == "__main__":
     from shetphone.serving import serve
 
     print(f"Shetphone on http://{ARGS.host}:{ARGS.port}/ ({ASYNC_MODE})", flush=True)
-    serve(app, ARGS.host, ARGS.port, ASYNC_MODE)
+    serve(app, ARGS.host, ARGS.port, ASYNC_MODE, on_stop=lambda: shut_down(app))

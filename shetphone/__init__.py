@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .team import Team
 
-__all__ = ["ConfigError", "create_app", "current_team"]
+__all__ = ["ConfigError", "create_app", "current_team", "shut_down"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ASYNC_MODES = ("gevent", "gevent_uwsgi", "eventlet", "threading")
@@ -130,6 +130,32 @@ def create_app(
     if missing:
         log.warning("Twilio is not configured: set %s; everything but calling works", ", ".join(missing))
     return app
+
+
+def shut_down(app: Flask) -> None:
+    """A clean stop of this process (the built-in server's SIGTERM or Ctrl-C, a uWSGI worker's atexit).
+
+    Its browsers leave shared presence at once, so no other process rings them or shows them
+    available until ``presence_ttl`` runs out; the mailer stops taking rows; the database's
+    connections close. Once per app: later calls do nothing. Never raises: an outage is a log line.
+    """
+    if app.extensions.get("shetphone_shut_down"):
+        return
+    app.extensions["shetphone_shut_down"] = True
+    from . import realtime
+
+    team = app.extensions["shetphone"]
+    if team.mail is not None:
+        team.mail.stop()
+    try:
+        realtime.withdraw_browsers(app)
+    except Exception:  # not an outage (those are handled inside): a bug, worth its traceback, but we still stop
+        log.exception("presence: the browsers of this process could not be withdrawn")
+    try:
+        team.store.close()
+    except Exception as exc:
+        log.warning("the database's connections did not close cleanly: %s", exc)
+    log.info("stopped cleanly")
 
 
 def _answer_503_when_the_store_fails(app: Flask) -> None:

@@ -12,9 +12,10 @@ Which browsers have their phone started is kept by a backend:
   are expiry times on Redis's own clock. Each process refreshes its own
   browsers by :meth:`Presence.heartbeat` (every ``ttl / 3``), so the browsers
   of a process that died stop counting ``ttl`` seconds after its last
-  heartbeat (45 s by default: within SPEC's 60). A sorted set per user rather
-  than a key per browser, so "has alice a ready browser?" is one ZCOUNT, not
-  a SCAN over every browser of the team.
+  heartbeat (45 s by default: within SPEC's 60), while a process stopped
+  cleanly withdraws its own at once (:meth:`Presence.close`). A sorted set
+  per user rather than a key per browser, so "has alice a ready browser?" is
+  one ZCOUNT, not a SCAN over every browser of the team.
 
 DND and busy come from elsewhere (the store, the call log): :class:`Presence`
 takes them as callables ``users -> the subset of users that are dnd (busy)``,
@@ -107,7 +108,14 @@ class Browsers(Protocol):
         ...
 
     def heartbeat(self) -> None: ...
-    def close(self) -> None: ...
+
+    def withdraw(self) -> frozenset[str]:
+        """A clean stop: this process's browsers stop counting, everywhere, now and from now on; their users."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections (withdrawing first, if not done yet)."""
+        ...
 
 
 UserFlags = Callable[[frozenset[str]], Collection[str]]
@@ -129,9 +137,12 @@ class MemoryBrowsers:
         self._lock = threading.Lock()
         self._ready: dict[str, str] = {}  # socket id -> user
         self._published: dict[str, State] = {}
+        self._withdrawn = False
 
     def set_ready(self, user: str, socket_id: str, ready: bool) -> None:
         with self._lock:
+            if self._withdrawn:  # a phone event racing the stop: the stopping process's browsers are gone
+                return
             if ready:
                 self._ready[socket_id] = user
             else:
@@ -167,6 +178,13 @@ class MemoryBrowsers:
 
     def heartbeat(self) -> None:
         pass
+
+    def withdraw(self) -> frozenset[str]:
+        with self._lock:
+            self._withdrawn = True
+            users = frozenset(self._ready.values())
+            self._ready.clear()
+        return users
 
     def close(self) -> None:
         pass
@@ -266,6 +284,7 @@ class RedisBrowsers:
         self._skip_until = float("-inf")
         self._failing = False
         self._unsent_removals: set[tuple[str, str]] = set()  # (user, socket id) Redis missed; sent at heartbeat
+        self._withdrawn = False  # after a clean stop's withdraw(): nothing of this process goes to Redis again
         # This process's own browsers and announced states: refreshed from, and the fallback when Redis fails.
         self._local = MemoryBrowsers()
 
@@ -280,16 +299,19 @@ class RedisBrowsers:
         return f"{self.process}|{socket_id}"
 
     # -- Redis, guarded
-    def _shared(self, action: Callable[[], object], *, force: bool = False):
-        """Run ``action`` against Redis; None when Redis failed or the breaker is open (unless ``force``)."""
+    def _shared(self, action: Callable[[], object], *, force: bool = False, failure: str | None = None):
+        """Run ``action`` against Redis; None when Redis failed or the breaker is open (unless ``force``).
+
+        A failure is logged once per outage, or, with ``failure`` (what it means), every time."""
         if not force and self._clock() < self._skip_until:
             return None
         try:
             result = action()
         except self._errors as exc:
             self._skip_until = self._clock() + self._breaker_seconds
-            if not self._failing:
-                log.warning("presence: Redis %s unreachable (%s); using this process's browsers only", self._url, exc)
+            if failure is not None or not self._failing:
+                log.warning("presence: Redis %s unreachable (%s); %s", self._url, exc,
+                            failure or "using this process's browsers only")
             self._failing = True
             return None
         if self._failing:
@@ -309,6 +331,8 @@ class RedisBrowsers:
 
     # -- the interface
     def set_ready(self, user: str, socket_id: str, ready: bool) -> None:
+        if self._withdrawn:  # a phone event racing the stop: no browser of a stopping process may count again
+            return
         self._local.set_ready(user, socket_id, ready)
         if ready:
             self._unsent_removals.discard((user, socket_id))
@@ -356,6 +380,8 @@ class RedisBrowsers:
 
     def heartbeat(self) -> None:
         """Refresh this process's browsers; tried even while the breaker is open (it is off the request path)."""
+        if self._withdrawn:
+            return
         browsers = self._local.browsers()
         if browsers:
             self._refresh_members(browsers, force=True)
@@ -366,20 +392,32 @@ class RedisBrowsers:
                 break
             self._unsent_removals.discard((user, socket_id))
 
-    def close(self) -> None:
-        """A clean shutdown: this process's browsers stop counting now rather than after the TTL."""
+    def withdraw(self) -> frozenset[str]:
+        """A clean stop: this process's browsers leave the shared sets now rather than after the TTL.
+
+        Tried even while the breaker is open, once, with the usual timeout; a Redis that
+        fails is one log line (the browsers then count elsewhere until the TTL runs out)."""
+        self._withdrawn = True
         browsers = self._local.browsers()
-        for socket_id in browsers:
-            self._local.drop(socket_id)
-        if browsers:
+        self._local.withdraw()
+        members = {(user, socket_id) for socket_id, user in browsers.items()} | self._unsent_removals
+        self._unsent_removals.clear()
+        if not members:
+            return frozenset()
 
-            def remove() -> None:
-                pipe = self._redis.pipeline(transaction=False)
-                for socket_id, user in browsers.items():
-                    pipe.zrem(self._ready_key(user), self._member(socket_id))
-                pipe.execute()
+        def remove() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for user, socket_id in members:
+                pipe.zrem(self._ready_key(user), self._member(socket_id))
+            return pipe.execute()
 
-            self._shared(remove, force=True)
+        # A failure opens the breaker, so announcing what follows does not wait on Redis again.
+        self._shared(remove, force=True, failure=f"this stopping process's browsers ({len(members)}) count "
+                     f"elsewhere until presence_ttl ({self.ttl:g} s) runs out")
+        return frozenset(browsers.values())
+
+    def close(self) -> None:
+        self.withdraw()
         self._redis.close()
 
 
@@ -492,5 +530,12 @@ class Presence:
     def heartbeat(self) -> None:
         self.browsers.heartbeat()
 
-    def close(self) -> None:
-        self.browsers.close()
+    def close(self) -> list[Change]:
+        """A clean stop of this process: its browsers stop counting everywhere at once (not ``ttl`` later).
+
+        The changes that makes, to announce, are returned; a second call changes nothing.
+        Raises what ``dnd`` and ``busy`` raise (the browsers are withdrawn and closed even then)."""
+        try:
+            return self.publish(self.browsers.withdraw())
+        finally:
+            self.browsers.close()

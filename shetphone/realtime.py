@@ -206,6 +206,19 @@ def publish_presence_soon(users: Iterable[str]) -> None:
     _socketio().start_background_task(publish)
 
 
+def withdraw_browsers(app: Flask) -> None:
+    """A clean stop of this process: its browsers stop counting everywhere at once, and whoever shares a
+    number with their users hears the change now, on every process (the emit goes through the queue),
+    rather than when ``presence_ttl`` runs out and another process's upkeep notices."""
+    with app.app_context():
+        try:
+            changes = _team().presence.close()
+        except StoreError as exc:  # withdrawn all the same; the other processes' next round announces it
+            log.warning("presence: this process's browsers were withdrawn but not announced: %s", exc)
+            return
+        emit_presence(changes)
+
+
 def _presence_upkeep(app: Flask) -> None:
     """Keep this process's browsers alive in shared presence, and announce what changed silently
     (another process's browsers expiring, a call ended that nobody published)."""

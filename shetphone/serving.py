@@ -1,4 +1,4 @@
-"""The built-in server (``python app.py``) on gevent or eventlet.
+"""The built-in server (``python app.py``) on gevent or eventlet, stopped cleanly by SIGTERM or Ctrl-C.
 
 Both listen on a socket with TCP_NODELAY: without it a small response written in
 two pieces waits for the client's delayed ACK, adding about 40 ms to every
@@ -8,9 +8,14 @@ request (measured in bench/webhooks.py: 44 ms -> 3 ms for fixed TwiML).
 from __future__ import annotations
 
 import gc
+import signal
 import socket
+from collections.abc import Callable
 
 from flask import Flask
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemd's stop, and Ctrl-C: both stop cleanly
+EVENTLET_SIGNAL_POLL = 0.2  # seconds between the eventlet main greenthread's looks for a stop signal
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -38,16 +43,37 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def serve(app: Flask, host: str, port: int, async_mode: str) -> None:
-    """Serve ``app`` (with its Socket.IO) until stopped. The caller has monkey-patched already."""
+def serve(app: Flask, host: str, port: int, async_mode: str, on_stop: Callable[[], None] = lambda: None) -> None:
+    """Serve ``app`` (with its Socket.IO) until SIGTERM or SIGINT (Ctrl-C), then run ``on_stop`` and return.
+
+    The caller has monkey-patched already. ``on_stop`` runs in the main greenlet, where it may
+    wait on the network like any request; the connections still open die with the process.
+    """
     listener = listening_socket(host, port)
     if async_mode == "gevent":
+        import gevent
+        from gevent.event import Event
         from gevent.pywsgi import WSGIServer
 
-        WSGIServer(listener, app, log=None).serve_forever()
+        stop = Event()
+        for signum in STOP_SIGNALS:  # gevent's own handlers: run in a greenlet, not inside the hub
+            gevent.signal_handler(signum, stop.set)
+        server = WSGIServer(listener, app, log=None)
+        server.start()
+        stop.wait()
+        server.close()  # no new connections while on_stop runs
     elif async_mode == "eventlet":
+        import eventlet
         import eventlet.wsgi
 
-        eventlet.wsgi.server(listener, app, log_output=False)
+        # A Python handler may run inside eventlet's hub, where nothing may wait or switch: it only
+        # notes the signal, and the main greenthread looks for it.
+        stopped: list[int] = []
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, lambda number, frame: stopped.append(number))
+        eventlet.spawn(eventlet.wsgi.server, listener, app, log_output=False)
+        while not stopped:
+            eventlet.sleep(EVENTLET_SIGNAL_POLL)
     else:
         raise ValueError(f"the built-in server runs on gevent or eventlet, not {async_mode}")
+    on_stop()

@@ -411,7 +411,8 @@ class Settings:
         "the sender of voicemail e-mail, e.g. ``Shetphone <phone@example.org>``; needed with ``smtp_url``")
     presence_ttl: int = key(
         SECTION_MAIN, "presence_ttl", whole(1, 60, "seconds"), "45",
-        "with ``message_queue``: seconds a browser still counts as available after its process stopped answering")
+        "with ``message_queue``: seconds a browser still counts as available after its process died (a clean "
+        "stop: none)")
 
     # Not keys of the table: where things are, the map sections, the environment.
     config_path: Path

@@ -335,9 +335,11 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-def live_login(server: LiveServer, name: str, password: str | None = None) -> requests.Session:
-    """A requests session logged in to the live server (its cookie works for Socket.IO too)."""
-    session = requests.Session()
+def live_login(server: LiveServer, name: str, password: str | None = None,
+               session: requests.Session | None = None) -> requests.Session:
+    """A requests session (``session``, or a new one) logged in to the live server (its cookie works for
+    Socket.IO too)."""
+    session = session or requests.Session()
     page = session.get(server.url + "/login", timeout=10)
     response = session.post(
         server.url + "/login",

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import requests
 import socketio
-from conftest import ROOT, free_port, live_login, make_team_files, phone_started_on, start_server
+from conftest import ROOT, browser_with_phone, free_port, live_login, make_team_files, phone_started_on, start_server
 
+from shetphone import shut_down
 from shetphone.bootstrap import create_missing
+from shetphone.presence import State
 from shetphone.settings import load_settings
+from shetphone.store import StoreUnavailable
 from shetphone.users import load_users
 
 
@@ -230,3 +235,71 @@ def test_the_entry_point_keeps_its_start_up_heap_out_of_later_collections(team_f
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 50_000  # the app, its modules and tables: all of it, not a handful
+
+# ----------------------------------------------------------------------------- a clean stop
+
+
+def presence_events(browser) -> list[dict]:
+    return [event["args"][0] for event in browser.get_received() if event["name"] == "presence"]
+
+
+def test_shut_down_announces_who_went_offline_stops_the_mailer_and_happens_once(app_with):
+    app = app_with("smtp_url = smtp://127.0.0.1:2525\nmail_from = Shetphone <phone@example.test>")
+    team = app.extensions["shetphone"]
+    mailer = threading.Thread(target=team.mail.run_forever, daemon=True)
+    mailer.start()
+    alice, bob = browser_with_phone(app, "alice"), browser_with_phone(app, "bob")
+    carol = browser_with_phone(app, "carol", ready=False)  # shares no number with them
+    for browser in (alice, bob, carol):
+        browser.get_received()
+
+    shut_down(app)
+    heard = presence_events(bob)
+    assert {"user": "alice", "state": "offline"} in heard and {"user": "bob", "state": "offline"} in heard
+    assert presence_events(carol) == []
+    assert team.presence.states(["alice", "bob"]) == {"alice": State.OFFLINE, "bob": State.OFFLINE}
+    mailer.join(10)
+    assert not mailer.is_alive()  # the mailer took no more rows and ended
+
+    shut_down(app)  # a second signal, or uWSGI's atexit after ours: nothing more
+    bob.emit("phone", {"ready": True})  # a page's phone event racing the stop
+    assert presence_events(bob) == []
+
+
+def test_shut_down_with_the_database_down_withdraws_and_says_so_in_one_line(app, monkeypatch, caplog):
+    team = app.extensions["shetphone"]
+    browser_with_phone(app, "alice")
+
+    def unavailable(users):
+        raise StoreUnavailable("the database did not answer within 2 s")
+
+    monkeypatch.setattr(team.presence, "publish", unavailable)
+    caplog.clear()
+    shut_down(app)
+    assert team.presence.browsers.ready_users(["alice"]).users == frozenset()
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert [record.getMessage() for record in warnings] == [
+        "presence: this process's browsers were withdrawn but not announced: the database did not answer within 2 s"]
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(("async_mode", "signum"), [("gevent", signal.SIGINT), ("eventlet", signal.SIGTERM)])
+def test_a_stop_with_redis_down_is_one_line_and_exits_as_usual(tmp_path, redis_server, async_mode, signum):
+    server = start_server(make_team_files(tmp_path, extra=f"message_queue = {redis_server.url}"), async_mode)
+    try:
+        session = live_login(server, "alice")
+        client = socketio.Client(http_session=session, reconnection=False)
+        client.connect(server.url, transports=["websocket"], wait_timeout=10)
+        phone_started_on(server.url, session, client, "alice")
+        redis_server.stop()
+        server.process.send_signal(signum)
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+        redis_server.start()
+    log = server.log()
+    assert "Traceback" not in log
+    said = [line for line in log.splitlines() if " shetphone.presence: " in line]
+    assert len(said) == 1, log
+    assert "this stopping process's browsers (1) count elsewhere until presence_ttl (45 s) runs out" in said[0]
+    assert log.rstrip().endswith("INFO shetphone: stopped cleanly")

@@ -208,6 +208,76 @@ def test_a_clean_close_removes_the_process_browsers_at_once(shared):
     assert two.state("alice") is State.OFFLINE
 
 
+def test_a_clean_close_withdraws_every_browser_of_the_process_and_announces_the_changes(shared):
+    stopping, staying = shared(), shared()
+    stopping.phone("alice", "sid-1", True)
+    stopping.phone("alice", "sid-2", True)
+    stopping.phone("bob", "sid-3", True)
+    staying.phone("carol", "sid-1", True)  # the same socket id on the process that stays: another browser
+    assert staying.states(["alice", "bob", "carol"]) == {
+        "alice": State.AVAILABLE, "bob": State.AVAILABLE, "carol": State.AVAILABLE}
+
+    assert stopping.close() == [Change("alice", State.AVAILABLE, State.OFFLINE),
+                                Change("bob", State.AVAILABLE, State.OFFLINE)]
+    # Seen by the other process at once, long before the TTL (45 s) could have done it.
+    assert staying.states(["alice", "bob", "carol"]) == {
+        "alice": State.OFFLINE, "bob": State.OFFLINE, "carol": State.AVAILABLE}
+    assert staying.browsers.ready_users(["alice", "bob", "carol"]).users == {"carol"}
+    assert staying.publish(["alice", "bob", "carol"]) == []  # already announced, by the process that stopped
+
+
+def test_a_second_close_and_a_late_phone_event_change_nothing(shared):
+    stopping, staying = shared(), shared()
+    stopping.phone("alice", "sid-1", True)
+    assert stopping.close() == [Change("alice", State.AVAILABLE, State.OFFLINE)]
+    assert stopping.close() == []
+    # A browser's phone event racing the stop, and the upkeep's heartbeat: nothing goes back into Redis.
+    stopping.phone("bob", "sid-2", True)
+    stopping.heartbeat()
+    assert staying.states(["alice", "bob"]) == {"alice": State.OFFLINE, "bob": State.OFFLINE}
+
+
+def test_a_clean_close_keeps_the_other_process_browsers_of_the_same_user(shared):
+    stopping, staying = shared(), shared()
+    stopping.phone("alice", "sid-1", True)
+    staying.phone("alice", "sid-2", True)
+    assert stopping.close() == []  # she is still available, on the other process
+    assert staying.state("alice") is State.AVAILABLE
+
+
+def test_a_clean_close_announces_dnd_and_busy_users_as_they_are(shared):
+    dnd = {"alice"}
+    stopping, staying = shared(dnd=dnd.intersection), shared(dnd=dnd.intersection)
+    stopping.phone("alice", "sid-1", True)
+    stopping.phone("bob", "sid-2", True)
+    assert stopping.close() == [Change("bob", State.AVAILABLE, State.OFFLINE)]  # alice is dnd either way
+    assert staying.states(["alice", "bob"]) == {"alice": State.DND, "bob": State.OFFLINE}
+
+
+def test_a_clean_close_sends_a_removal_redis_missed_too(shared, redis_server):
+    stopping, staying = shared(clock=FakeClock()), shared()
+    stopping.phone("alice", "sid-1", True)
+    admin = redis_server.client()
+    admin.client_pause(3000, all=False)  # as in the heartbeat test: the next request trips the breaker
+    try:
+        stopping.state("bob")
+    finally:
+        admin.client_unpause()
+        admin.close()
+    stopping.phone("alice", "sid-1", False)  # while the breaker is open: kept for later
+    assert staying.state("alice") is State.AVAILABLE
+    stopping.close()
+    assert staying.state("alice") is State.OFFLINE
+
+
+def test_memory_presence_closes_too():
+    presence = Presence(MemoryBrowsers())
+    presence.phone("alice", "sid-1", True)
+    assert presence.close() == [Change("alice", State.AVAILABLE, State.OFFLINE)]
+    assert presence.state("alice") is State.OFFLINE
+    assert presence.close() == []
+
+
 def test_heartbeat_restores_browsers_after_redis_restarts_empty(shared, redis_server):
     one, two = shared(), shared()
     one.phone("alice", "sid-1", True)
@@ -301,6 +371,34 @@ def test_an_unresponsive_redis_falls_back_to_this_process_and_is_then_skipped(si
     presence.states(["bob"])
     assert len(silent_redis.connections) > tried
     browsers.close()
+
+
+def test_a_close_while_redis_is_unresponsive_is_one_try_and_one_line(silent_redis, caplog):
+    clock = FakeClock()
+    browsers = RedisBrowsers(f"redis://127.0.0.1:{silent_redis.port}/0", timeout=0.2, clock=clock)
+    presence = Presence(browsers)
+    presence.phone("alice", "sid-1", True)  # fails: the breaker is open from now on
+    tried = len(silent_redis.connections)
+    caplog.clear()
+
+    assert presence.close() == []  # whether she is still available elsewhere is not known: not announced
+    # The withdrawal is tried even though the breaker is open; the announcement then skips Redis.
+    assert len(silent_redis.connections) == tried + 1
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1, caplog.text
+    assert "presence_ttl (45 s)" in warnings[0].getMessage()
+    assert warnings[0].exc_info is None
+    assert presence.close() == []  # again: nothing left to withdraw, not another try
+    assert len(silent_redis.connections) == tried + 1
+
+
+def test_a_close_while_redis_refuses_is_one_line(refusing_url, caplog):
+    presence = Presence(RedisBrowsers(refusing_url, timeout=0.2))
+    presence.browsers.set_ready("alice", "sid-1", True)
+    caplog.clear()
+    assert presence.close() == []
+    assert [record.levelname for record in caplog.records] == ["WARNING"], caplog.text
+    assert "Connection refused" in caplog.text and "presence_ttl" in caplog.text
 
 
 def test_an_outage_rings_everyone_who_is_not_dnd_or_busy_when_asked(caplog):

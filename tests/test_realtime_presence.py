@@ -3,20 +3,25 @@ redis-server and the database, browsers as real python-socketio clients.
 
 A browser's phone started on one process is seen by the other, which rings it and tells the
 teammates on it; the first process killed with SIGKILL, its browser counts as gone once the
-(test-short) ``presence_ttl`` has passed, and the other process no longer rings it.
+(test-short) ``presence_ttl`` has passed, and the other process no longer rings it. Stopped
+cleanly instead (SIGTERM, Ctrl-C; the built-in server or uWSGI), it takes its browsers with it at
+once, long before a (test-long) ``presence_ttl`` could.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import signal
 import threading
 import xml.etree.ElementTree as ET
 
 import pytest
+import requests
 import socketio
-from conftest import live_login, make_team_files, start_server
-from deployment_helpers import wait_until
+from conftest import LiveServer, free_port, live_login, make_team_files, start_server
+from deployment_helpers import UWSGI, Process, uwsgi_section, wait_until
 
 TEAM = "+441595000001"  # alice and bob
 
@@ -24,8 +29,8 @@ TEAM = "+441595000001"  # alice and bob
 class Browser:
     """A logged-in page's Socket.IO connection on one server: it can start its phone and records events."""
 
-    def __init__(self, server, name: str):
-        self.session = live_login(server, name)
+    def __init__(self, server, name: str, session: requests.Session | None = None):
+        self.session = live_login(server, name, session=session)
         self.events: list[tuple[str, dict]] = []
         self.client = socketio.Client(http_session=self.session, reconnection=False)
         self.client.on("presence", lambda payload: self.events.append(("presence", payload)))
@@ -104,3 +109,65 @@ def test_the_phone_stopped_on_one_process_is_announced_and_counted_on_the_other(
     finally:
         alice.close()
         bob.close()
+
+
+# ----------------------------------------------------------------------------- a clean stop
+
+LONG_TTL = 60  # the most presence_ttl may be: a browser that goes sooner went because its process said so
+
+
+def start_uwsgi(files, logs) -> tuple[LiveServer, Process]:
+    """``uwsgi --ini shetphone.ini`` with the example's [uwsgi] section as shipped, on a loopback port."""
+    port = free_port()
+    files.ini_template = files.ini_template.replace("[uwsgi]\nmodule = app:app\n", uwsgi_section())
+    files.write_ini(public_url=f"http://127.0.0.1:{port}")
+    env = {**os.environ, **files.environ, "SHETPHONE_LISTEN": f"127.0.0.1:{port}", "PYTHONUNBUFFERED": "1"}
+    process = Process("uwsgi", [str(UWSGI), "--ini", str(files.ini)], logs / f"uwsgi-{port}.log", env=env).start()
+    server = LiveServer(url=f"http://127.0.0.1:{port}", files=files, process=process.popen, log_path=process.log_path)
+    wait_until(lambda: requests.get(server.url + "/healthz", timeout=1).status_code == 200, "uWSGI to answer",
+               timeout=60, process=process)
+    return server, process
+
+
+def without_keep_alive() -> requests.Session:
+    session = requests.Session()
+    session.headers["Connection"] = "close"  # uWSGI's http-socket (behind nginx in production) closes anyway
+    return session
+
+
+@pytest.mark.parametrize(("serving", "signum"), [("gevent", signal.SIGTERM), ("eventlet", signal.SIGINT),
+                                                  ("uwsgi", signal.SIGTERM)])
+def test_a_process_stopped_cleanly_takes_its_browsers_with_it_at_once(tmp_path, redis_server, serving, signum):
+    admin = redis_server.client()
+    admin.flushdb()  # nothing left by the killed process of an earlier test
+    admin.close()
+    files = make_team_files(tmp_path, extra=f"message_queue = {redis_server.url}\npresence_ttl = {LONG_TTL}")
+    with contextlib.ExitStack() as cleanup:
+        second = start_server(files)
+        cleanup.callback(second.stop)
+        if serving == "uwsgi":
+            first, process = start_uwsgi(dataclasses.replace(files), tmp_path)
+            cleanup.callback(process.stop)
+        else:
+            first = start_server(dataclasses.replace(files), serving)
+            cleanup.callback(first.stop)
+        alice = Browser(first, "alice", session=without_keep_alive())
+        bob = Browser(second, "bob")
+        cleanup.callback(alice.close)
+        cleanup.callback(bob.close)
+        bob_http = live_login(second, "bob")
+        alice.phone(True)
+        wait_until(lambda: {"user": "alice", "state": "available"} in bob.presence(), "bob to hear of alice",
+                   timeout=30)
+        assert rung_on(second, "CA" + "5" * 32) == ["alice"]
+
+        first.process.send_signal(signum)
+        assert first.process.wait(30) == 0
+        # At once, not when presence_ttl runs out (or the next upkeep round notices).
+        assert team_on(second, bob_http)["alice"] == "offline"
+        assert rung_on(second, "CA" + "6" * 32) == []
+        wait_until(lambda: {"user": "alice", "state": "offline"} in bob.presence(), "bob to hear she went",
+                   timeout=15)
+        log = first.log()
+        assert "INFO shetphone: stopped cleanly" in log
+        assert "Traceback" not in log, log
