@@ -6,7 +6,9 @@ Prints a table and writes ``bench/results/webhooks.json``.
 1. ``POST /voice`` (an incoming call: signature check, directory, call log
    insert, TwiML) and ``POST /voice/status`` (a new leg: signature, call log
    write, emit) at concurrency 1, 16 and 64, beside the floor: a minimal Flask
-   app returning fixed TwiML on the same gevent server, in the same run.
+   app returning fixed TwiML on the same gevent server, in the same run; and
+   the signed floor: the same app reading the form and checking the signature
+   as Shetphone does before it answers (bench/floor_app.py).
 2. Fan-out: N Socket.IO clients (1, 100, 1,000) logged in as ten users, one per
    Twilio number; signed status posts to each number in turn; the latency from
    the POST being sent to each client's event, and the events lost.
@@ -126,9 +128,10 @@ async def hammer(base_url: str, public_url: str, token: str, path: str, make_par
     return result
 
 
-def start_floor() -> tuple[subprocess.Popen, str]:
+def start_floor(*signed: str) -> tuple[subprocess.Popen, str]:
+    """The floor app on a port of its own; with ``"signed", token, public_url`` the signed floor."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), str(port)])
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), str(port), *signed])
     url = f"http://127.0.0.1:{port}"
     import requests
 
@@ -160,7 +163,7 @@ def phones_started(server) -> list:
     return browsers
 
 
-def bench_webhooks(server, floor, floor_url: str, count: int) -> dict:
+def bench_webhooks(server, floor, floor_url: str, signed, signed_url: str, count: int) -> dict:
     token, public_url = server.files.auth_token, server.files.public_url
     browsers = phones_started(server)
     results: dict = {}
@@ -169,12 +172,16 @@ def bench_webhooks(server, floor, floor_url: str, count: int) -> dict:
         row = {}
         row["floor"] = asyncio.run(hammer(floor_url, public_url, token, "/voice", voice_request,
                                           concurrency, count, offset, floor.pid))
+        row["signed_floor"] = asyncio.run(hammer(signed_url, public_url, token, "/voice", voice_request,
+                                                 concurrency, count, offset, signed.pid))
         row["voice"] = asyncio.run(hammer(server.url, public_url, token, "/voice", voice_request,
                                           concurrency, count, offset, server.process.pid))
         row["status"] = asyncio.run(hammer(server.url, public_url, token, "/voice/status", status_request,
                                            concurrency, count, offset, server.process.pid))
         row["voice_p99_over_floor"] = round(row["voice"]["p99_ms"] / row["floor"]["p99_ms"], 2)
         row["voice_cpu_over_floor"] = round(row["voice"]["server_cpu_ms"] / row["floor"]["server_cpu_ms"], 2)
+        row["signed_floor_cpu_over_floor"] = round(
+            row["signed_floor"]["server_cpu_ms"] / row["floor"]["server_cpu_ms"], 2)
         results[str(concurrency)] = row
         offset += count
     for browser in browsers:
@@ -284,14 +291,16 @@ def main() -> None:
     files.write_users({name: PASSWORDS.setdefault(name, f"{name}-password") for name in USERS})
     server = start_server(files)
     floor, floor_url = start_floor()
+    signed, signed_url = start_floor("signed", files.auth_token, files.public_url)
     try:
-        webhooks = bench_webhooks(server, floor, floor_url, args.requests)
+        webhooks = bench_webhooks(server, floor, floor_url, signed, signed_url, args.requests)
         fanout = [asyncio.run(fan_out(server, int(n), args.events, args.interval))
                   for n in args.clients.split(",") if n]
     finally:
         server.stop()
-        floor.terminate()
-        floor.wait()
+        for process in (floor, signed):
+            process.terminate()
+            process.wait()
 
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                "fan_out_interval_s": args.interval,
@@ -301,14 +310,15 @@ def main() -> None:
     (out / "webhooks.json").write_text(json.dumps(results, indent=2))
 
     print("Webhooks (ms; requests/s)")
-    print(f"{'conc':>4} {'route':<8} {'p50':>8} {'p99':>8} {'req/s':>8} {'cpu ms':>7} {'fail':>5}")
+    print(f"{'conc':>4} {'route':<12} {'p50':>8} {'p99':>8} {'req/s':>8} {'cpu ms':>7} {'fail':>5}")
     for concurrency, row in webhooks.items():
-        for route in ("floor", "voice", "status"):
+        for route in ("floor", "signed_floor", "voice", "status"):
             r = row[route]
-            print(f"{concurrency:>4} {route:<8} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['per_second']:>8} "
+            print(f"{concurrency:>4} {route:<12} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['per_second']:>8} "
                   f"{r['server_cpu_ms']:>7} {r['failures']:>5}")
         print(f"{'':>4} /voice over the floor: p99 {row['voice_p99_over_floor']}, "
-              f"server CPU {row['voice_cpu_over_floor']} (target <= 1.5)")
+              f"server CPU {row['voice_cpu_over_floor']} (target <= 1.5); the signed floor's CPU "
+              f"{row['signed_floor_cpu_over_floor']}")
     print("Fan-out (POST sent -> event received, ms)")
     for row in fanout:
         print(f"{row['clients']:>5} clients: p50 {row['p50_ms']} p99 {row['p99_ms']} "
