@@ -52,7 +52,7 @@ def sqlite_locked(database: Database, *, readers_too: bool = False) -> Iterator[
     through a write lock); it needs the store's own connections closed first.
     """
     if readers_too:
-        database.engine.dispose()
+        database.release_connections()
     # It waits its turn (the app's own housekeeping may be writing just now), then holds the lock.
     holder = sqlite3.connect(database.url.database, isolation_level=None, timeout=5)
     try:

@@ -251,7 +251,7 @@ def test_a_statement_stuck_on_a_postgresql_lock_ends_with_store_unavailable(post
 
 def test_a_postgresql_server_that_does_not_answer_the_connection_is_store_unavailable(postgres) -> None:
     store = Store(new_postgres_database(postgres))
-    store.database.engine.dispose()  # no pooled connection: the next operation connects
+    store.database.release_connections()  # no pooled connection: the next operation connects
     stopped = postgres.pause([postgres.postmaster_pid])  # accepts on its socket, answers nothing
     try:
         with pytest.raises(StoreUnavailable, match="timeout"):

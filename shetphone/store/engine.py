@@ -398,11 +398,15 @@ class Database:
         kind = StoreUnavailable if unavailable else StoreError
         return kind(f"database {self.name}: {_first_line(error)}")
 
-    def close(self) -> None:
+    def release_connections(self) -> None:
+        """Close every connection not in use (the spares and the pool's); the next operation connects anew."""
         spares, self._spares = self._spares, []
         for raw in spares:
             raw.close()
         self.engine.dispose()
+
+    def close(self) -> None:
+        self.release_connections()
 
     # ------------------------------------------------------------------- helpers
 
