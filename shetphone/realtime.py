@@ -250,13 +250,14 @@ def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
 
 
 def users_changed(old: Users, new: Users) -> None:
-    removed: Iterable[str] = [name for name in old.names() if name not in new]
+    """A user removed, or given a new password, is logged out everywhere: their logins end, their pages close."""
+    removed = [name for name in old.names() if name not in new]
     logins = _team().store.logins
-    for name in removed:
-        log.info("user %s was removed; closing their connections", name)
+    for name in [*removed, *new.passwords_changed_since(old)]:
+        log.info("user %s was %s; ending their logins", name, "removed" if name in removed else "given a new password")
         try:  # were the name added again, their old cookies must not come back to life
             logins.end_user(name)
-        except StoreError as exc:  # .htpasswd refuses them meanwhile; `users remove` ends them too
+        except StoreError as exc:  # `users add` and `users remove` end them too, when the database answers them
             log.warning("could not end %s's logins: %s", name, exc)
         end_sessions(f"user:{name}")
 
