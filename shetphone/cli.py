@@ -54,7 +54,7 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
     @click.argument("name")
     @click.password_option(prompt="Password", confirmation_prompt=True)
     def add(name: str, password: str) -> None:
-        """Add NAME, or set a new password (bcrypt)."""
+        """Add NAME, or set a new password (bcrypt) and end their logins; their open pages go to the login page."""
         if len(password) < 8:
             fail("the password must be at least 8 characters")
         path = current_settings().htpasswd_path
@@ -62,7 +62,12 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
             created = set_password(path, name, password)
         except (ConfigError, ValueError) as exc:
             fail(exc)
-        click.echo(f"{'Added' if created else 'Updated'} {name} in {path}")
+        if created:
+            click.echo(f"Added {name} in {path}")
+            return
+        # A new password logs them out everywhere: whoever knew the old one is out too.
+        ended = end_logins(name, "the running app ends them when it sees the new password")
+        click.echo(f"Updated {name} in {path}" + (f" and ended {logins(ended)} of {name}" if ended is not None else ""))
 
     @users.command("remove")
     @click.argument("name")
@@ -76,13 +81,17 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
         if not removed:
             fail(f"no user {name} in {path}")
         click.echo(f"Removed {name} from {path}")
+        ended = end_logins(name, f"the app refuses {name} anyway, and ends them when it sees the change")
+        if ended is not None:
+            click.echo(f"Ended {logins(ended)} of {name}")
+
+    def end_logins(name: str, meanwhile: str) -> int | None:
+        """End every login of ``name`` (their open pages go to the login page): how many; None, said why, if not."""
         try:
-            ended = with_store(lambda store: store.logins.end_user(name))
-        except StoreError as exc:  # the running app refuses a name missing from .htpasswd regardless
-            click.echo(f"Warning: {name}'s logins could not be ended ({exc}); the app refuses {name} "
-                       "anyway, and ends them when it sees the change", err=True)
-            return
-        click.echo(f"Ended {ended} login{'' if ended == 1 else 's'} of {name}")
+            return with_store(lambda store: store.logins.end_user(name))
+        except StoreError as exc:
+            click.echo(f"Warning: {name}'s logins could not be ended ({exc}); {meanwhile}", err=True)
+            return None
 
     @users.command("list")
     def list_users() -> None:
@@ -129,6 +138,10 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
 
     app.cli.add_command(users)
     app.cli.add_command(db)
+
+
+def logins(count: int) -> str:
+    return f"{count} login{'' if count == 1 else 's'}"
 
 
 def key_in_force(settings: Settings, row: Key) -> str:

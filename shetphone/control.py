@@ -19,7 +19,7 @@ relies on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -724,6 +724,16 @@ def _end_if_alone(planner: _Planner) -> None:
 
 
 # ------------------------------------------------------------------------ view
+
+
+def teammates_on(state: CallControl) -> list[str]:
+    """The users with a browser leg on the call, now or earlier: they hear of its every change."""
+    return sorted({party.name for party in state.parties if party.kind == "client"})
+
+
+def seen_by(state: CallControl, user: str, numbers: Collection[str]) -> bool:
+    """Whether ``user``, of ``numbers``, is told of the call's participants: its number's, or on it."""
+    return state.number in numbers or user in teammates_on(state)
 
 
 def participants_view(state: CallControl) -> dict:

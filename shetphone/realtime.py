@@ -19,6 +19,7 @@ from flask import Flask, current_app, request, session
 from flask_login import current_user
 from flask_socketio import SocketIO, join_room
 
+from . import control
 from . import message_queue as queues
 from .directory import number_room
 from .presence import Change
@@ -98,16 +99,39 @@ def _on_connect(auth: Any = None) -> bool:
     for room in team.directory.rooms_for(name):
         join_room(room)
     join_room(login_room(login_key(session["login_id"])))  # a live login has an id
-    # Catch-up: a browser that (re)connects learns of the calls still in progress.
-    numbers = team.directory.numbers_of(name)
-    try:
-        in_progress = team.store.calls.calls_in_progress(numbers, client=name)
-    except StoreError as exc:  # the connection still works: events from now on reach it
-        log.warning("no catch-up for %s's connection: %s", name, exc)
-        in_progress = []
-    for payload in in_progress:
-        _socketio().emit("call_status", payload, to=request.sid)
+    for event, payload in _catch_up(team, name):
+        _socketio().emit(event, payload, to=request.sid)
     return True
+
+
+def _catch_up(team, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """What a browser that (re)connects missed of the calls still in progress (SPEC §4, §6).
+
+    The ``call_status`` of every live leg, and each controlled call's ``call_participants``
+    right after its call's last ``call_status`` (at the end for a call whose legs in the
+    log are over, such as one transferred to this user), for the calls the live events
+    would have reached this user.
+    """
+    numbers = team.directory.numbers_of(name)
+    statuses: list[dict[str, Any]] = []
+    controlled: list[control.CallControl] = []
+    try:
+        statuses = team.store.calls.calls_in_progress(numbers, client=name)
+        controlled = team.store.control.in_conference()
+    except StoreError as exc:  # the connection still works: events from now on reach it
+        log.warning("no catch-up (or only its call_status part) for %s's connection: %s", name, exc)
+    participants = {state.root_sid: control.participants_view(state)
+                    for state in controlled if control.seen_by(state, name, numbers)}
+    last_status_of = {payload["parent_call_sid"] or payload["call_sid"]: index
+                      for index, payload in enumerate(statuses)}
+    events: list[tuple[str, dict[str, Any]]] = []
+    for index, payload in enumerate(statuses):
+        events.append(("call_status", payload))
+        root = payload["parent_call_sid"] or payload["call_sid"]
+        if last_status_of[root] == index and root in participants:
+            events.append(("call_participants", participants.pop(root)))
+    events.extend(("call_participants", view) for view in participants.values())
+    return events
 
 
 # ----------------------------------------------------------------------------- emits
@@ -239,13 +263,14 @@ def presets_changed(old: tuple[Preset, ...], new: tuple[Preset, ...]) -> None:
 
 
 def users_changed(old: Users, new: Users) -> None:
-    removed: Iterable[str] = [name for name in old.names() if name not in new]
+    """A user removed, or given a new password, is logged out everywhere: their logins end, their pages close."""
+    removed = [name for name in old.names() if name not in new]
     logins = _team().store.logins
-    for name in removed:
-        log.info("user %s was removed; closing their connections", name)
+    for name in [*removed, *new.passwords_changed_since(old)]:
+        log.info("user %s was %s; ending their logins", name, "removed" if name in removed else "given a new password")
         try:  # were the name added again, their old cookies must not come back to life
             logins.end_user(name)
-        except StoreError as exc:  # .htpasswd refuses them meanwhile; `users remove` ends them too
+        except StoreError as exc:  # `users add` and `users remove` end them too, when the database answers them
             log.warning("could not end %s's logins: %s", name, exc)
         end_sessions(f"user:{name}")
 

@@ -58,6 +58,10 @@ class Users:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def passwords_changed_since(self, old: Users) -> list[str]:
+        """The users of ``old`` still here whose entry differs: a new password, which ends their logins."""
+        return [name for name in self.names() if name in old and old._entries[name] != self._entries[name]]
+
     def verify(self, name: str, password: str) -> bool:
         """True when ``password`` is ``name``'s; never raises, whatever the password (slow: bcrypt)."""
         if not checkable(password):

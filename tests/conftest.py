@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import socket
@@ -59,8 +60,10 @@ Dad,1,201 555 0123
 """
 
 
+@functools.cache
 def htpasswd_line(name: str, password: str) -> str:
-    # Few rounds: the tests log in often; the format is what production writes.
+    # Few rounds: the tests log in often; the format is what production writes. The same line for
+    # the same password: a rewritten file changes only whom it says (a new hash is a new password).
     return f"{name}:{bcrypt.using(rounds=4, ident='2y').hash(password)}\n"
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
-from conftest import ROOT, TeamFiles
+from conftest import ROOT, TeamFiles, login, settled
 
 from shetphone.cli import key_in_force
 from shetphone.settings import KEYS, load_settings
@@ -173,6 +174,36 @@ def test_users_remove_ends_that_users_logins(team_files):
         store.close()
 
 
+def test_users_add_with_a_new_password_ends_that_users_logins_and_nobody_elses(app, team_files):
+    # The running app's watcher would end them too, once it sees the file change; not started
+    # here, so what is ended is the command's doing.
+    app.extensions["shetphone_watcher_pid"] = os.getpid()
+    bob, alice = app.test_client(), app.test_client()
+    assert login(bob, "bob").status_code == 302 and login(alice, "alice").status_code == 302
+    assert bob.get("/").status_code == 200
+    updated = flask(team_files, "users", "add", "bob", stdin="bob's new password\nbob's new password\n")
+    assert updated.returncode == 0, updated.stderr
+    assert updated.stdout.splitlines() == [f"Updated bob in {team_files.htpasswd} and ended 1 login of bob"]
+    refused = bob.get("/")
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/login")
+    assert bob.get("/token").status_code == 401
+    assert alice.get("/").status_code == 200  # another user's login is untouched
+    settled(app.extensions["shetphone"].users)
+    assert login(bob, "bob", "bob's new password").status_code == 302
+
+
+def test_users_add_of_a_new_user_touches_no_login(team_files):
+    settings = load_settings(team_files.root, team_files.environ)
+    store = Store(settings.database_url)
+    try:
+        alices = store.logins.begin("alice")
+        added = flask(team_files, "users", "add", "dave", stdin="dave's password\ndave's password\n")
+        assert added.stdout.splitlines() == [f"Added dave in {team_files.htpasswd}"]
+        assert store.logins.check(alices, "alice")
+    finally:
+        store.close()
+
+
 def test_users_remove_with_the_database_away_still_removes_and_says_so(team_files):
     team_files.ini.write_text(team_files.ini.read_text().replace(
         "database = shetphone.sqlite3", "database = /proc/1/shetphone.sqlite3"))
@@ -183,6 +214,19 @@ def test_users_remove_with_the_database_away_still_removes_and_says_so(team_file
     (warning,) = removed.stderr.strip().splitlines()
     assert warning.startswith("Warning: bob's logins could not be ended (database sqlite:////proc/1/")
     assert "Traceback" not in removed.stderr
+
+
+def test_users_add_with_the_database_away_still_changes_the_password_and_says_so(team_files):
+    team_files.ini.write_text(team_files.ini.read_text().replace(
+        "database = shetphone.sqlite3", "database = /proc/1/shetphone.sqlite3"))
+    updated = flask(team_files, "users", "add", "bob", stdin="bob's new password\nbob's new password\n")
+    assert updated.returncode == 0
+    assert load_users(team_files.htpasswd).verify("bob", "bob's new password")
+    assert updated.stdout.strip() == f"Updated bob in {team_files.htpasswd}"
+    (warning,) = [line for line in updated.stderr.splitlines() if line.startswith("Warning: bob")]  # after the prompts
+    assert warning.startswith("Warning: bob's logins could not be ended (database sqlite:////proc/1/")
+    assert warning.endswith("; the running app ends them when it sees the new password")
+    assert "Traceback" not in updated.stderr
 
 
 def test_check_config_smtp_connects_and_says_hello(team_files):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -203,6 +204,30 @@ def test_hot_reload_of_users_removal_closes_the_socket(server):
     finally:
         carol.close()
         bob.close()
+
+
+def test_a_new_password_in_the_user_file_logs_that_user_out_everywhere(app, team_files):
+    """However the file changed (`users add`, an editor): their logins end and their pages go to /login."""
+    from conftest import htpasswd_line, login, settled
+
+    app.extensions["shetphone_watcher_pid"] = os.getpid()  # this test notices the change, not a thread meanwhile
+    clients, sockets = {}, {}
+    for name in ("bob", "alice"):
+        clients[name] = app.test_client()
+        assert login(clients[name], name).status_code == 302
+        sockets[name] = app.extensions["socketio"].test_client(app, flask_test_client=clients[name])
+        assert sockets[name].is_connected()
+    lines = team_files.htpasswd.read_text().splitlines(keepends=True)
+    team_files.htpasswd.write_text("".join(htpasswd_line("bob", "bob's new password") if line.startswith("bob:")
+                                           else line for line in lines))
+    settled(app.extensions["shetphone"].users)
+    assert not sockets["bob"].is_connected()  # told session_ended, then closed
+    assert clients["bob"].get("/token").status_code == 401
+    again = app.extensions["socketio"].test_client(app, flask_test_client=clients["bob"])
+    assert not again.is_connected()
+    assert sockets["alice"].is_connected()
+    assert [e for e in sockets["alice"].get_received() if e["name"] == "session_ended"] == []
+    assert clients["alice"].get("/token").status_code == 200
 
 
 def test_logout_ends_that_sessions_sockets(server):

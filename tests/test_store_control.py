@@ -137,6 +137,27 @@ def test_the_answered_leg_of_a_call_comes_from_the_call_log(controls, store):
     assert controls.call_facts(ROOT).answered == (CHILD, "client:alice", "in-progress")
 
 
+def test_the_calls_in_their_conference_are_listed_oldest_first_and_none_older_than_a_day(controls, store, clock):
+    later = "CA" + "4" * 32
+    never_moved = "CA" + "5" * 32
+    assert controls.in_conference() == []
+    first = controls.begin(ROOT, "t", hold(), initial=bridged())  # in its conference from the first step
+    clock.advance(seconds=5)
+    for root in (later, never_moved):
+        open_inbound(store.calls, root)
+    second = controls.begin(later, "t", hold(), initial=replace(bridged(), root_sid=later))
+    # A request refused changes nothing but leaves the bridged call's row: it is not in a conference.
+    controls.begin(never_moved, "t", hold(user="bob"), initial=replace(bridged(), root_sid=never_moved))
+    assert controls.in_conference() == [first.outcome.early_state, second.outcome.early_state]
+
+    moved = first.outcome.early_state
+    end = control.ConferenceEvent("conference-end", "CF" + "1" * 32, moved.conference_name)
+    controls.store(ROOT, "t", control.on_conference_event(moved, end, CONFIG).state)
+    assert controls.in_conference() == [second.outcome.early_state]
+    clock.advance(days=1, seconds=10)  # a conference whose end was never told is not shown for ever
+    assert controls.in_conference() == []
+
+
 def test_pruning_a_call_removes_its_control_rows(controls, store, clock):
     controls.begin(ROOT, "t", hold(), initial=bridged())
     controls.enqueue(ROOT, "c", "dial", {})

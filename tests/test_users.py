@@ -62,6 +62,19 @@ def test_set_password_writes_bcrypt_and_keeps_others(tmp_path):
     assert users.verify("bob", "bobs password")
 
 
+def test_the_users_whose_password_changed_are_named(tmp_path):
+    path = tmp_path / ".htpasswd"
+    for name in ("alice", "bob", "carol"):
+        set_password(path, name, f"{name}'s first password")
+    before = load_users(path)
+    set_password(path, "bob", "bob's second password")
+    remove_user(path, "carol")
+    set_password(path, "dave", "dave's password")
+    after = load_users(path)
+    assert after.passwords_changed_since(before) == ["bob"]  # carol removed, dave added: not changed
+    assert after.passwords_changed_since(after) == []
+
+
 def test_set_password_refuses_to_rewrite_a_broken_file(tmp_path):
     path = tmp_path / ".htpasswd"
     path.write_text("alice:plaintext\n")

@@ -16,11 +16,13 @@ from twilio_standin import FlaskCallbacks
 
 from shetphone import create_app
 from shetphone.settings import load_settings
+from shetphone.store import StoreUnavailable
 
 HOLD_MUSIC = "https://phone.example.test/static/hold.mp3"
 MUM = "+441595123456"  # a fixed line in GB: an allowed destination
 DAD = "+12015550123"
 CAROLS_NUMBER = "+441595000004"
+ALICES_OWN_NUMBER = "+15005550006"  # she may call from it; it rings nobody
 
 
 class Phone:
@@ -404,6 +406,79 @@ def test_a_callback_arriving_before_twilios_rest_answer_is_kept_and_applied(phon
     state = phone.controls().get(root.sid).state
     assert state.conference_sid == conference_of(phone.standin, root.sid).sid
     assert state.party(label="bob").status == "ringing" and rung(phone.standin, "client:bob")
+
+
+# --------------------------------------------------------------------- a browser that reconnects
+
+
+def reconnected(phone: Phone, name: str) -> list[tuple[str, dict]]:
+    """A new socket of ``name``'s login (the page reconnected): the calls' events it was sent at once, in order."""
+    phone.user(name)
+    socket = phone.app.extensions["socketio"].test_client(phone.app, flask_test_client=phone.clients[name])
+    try:  # presence is announced from background tasks: it may come at any moment
+        return [(e["name"], e["args"][0]) for e in socket.get_received() if e["name"].startswith("call_")]
+    finally:
+        socket.disconnect()
+
+
+def test_a_browser_that_reconnects_sees_the_held_calls_participants_right_after_its_call_status(phone):
+    root, alice = held_call(phone)
+    live = phone.events("alice", "call_participants")[-1]
+    assert held_and_status(live) == {"outside": ("joined", True), "alice": ("joined", False)}
+    for name in ("alice", "bob"):  # bob is on the call's number: the live events reach him too
+        caught_up = reconnected(phone, name)
+        assert [event for event, _ in caught_up] == ["call_status", "call_participants"], name
+        status, participants = (payload for _, payload in caught_up)
+        assert (status["call_sid"], status["parent_call_sid"], status["status"]) == (alice.sid, root.sid,
+                                                                                    "in-progress")
+        assert participants == live, name
+    assert reconnected(phone, "carol") == []  # neither her number nor her call
+
+
+def test_a_reconnect_during_a_warm_transfer_shows_it_under_way(phone):
+    root, _, bob = transfer_to_bob(phone, "warm")
+    participants = [payload for event, payload in reconnected(phone, "alice") if event == "call_participants"]
+    assert len(participants) == 1 and participants[0]["call_sid"] == root.sid
+    assert participants[0]["transfer"] == {"to": "bob", "mode": "warm"}
+    assert held_and_status(participants[0]) == {"outside": ("joined", True), "alice": ("joined", False),
+                                                "bob": ("ringing", False)}
+    assert by_label(participants[0])["bob"]["call_sid"] == bob.sid
+
+
+def test_a_teammate_transferred_a_call_of_a_number_not_theirs_catches_up_with_it_too(phone):
+    """bob is not on alice's caller ID; the call is his once he answers, and every leg the log knows has ended."""
+    root = phone.standin.browser_call("alice", DAD, CallerId=ALICES_OWN_NUMBER)
+    phone.standin.run()
+    (dialled,) = phone.standin.children_of(root.sid)
+    phone.standin.answer(dialled.sid)
+    phone.standin.run()
+    assert phone.post("alice", root.sid, "transfer", {"to": "bob", "mode": "cold"}).status_code == 200
+    phone.standin.run()
+    phone.standin.answer(rung(phone.standin, "client:bob").sid)
+    phone.standin.run()
+    assert in_conference(phone, root.sid) == {"outside", "bob"}
+    live = phone.events("bob", "call_participants")[-1]
+    assert reconnected(phone, "bob") == [("call_participants", live)]
+    assert held_and_status(live) == {"outside": ("joined", False), "alice": ("left", False), "bob": ("joined", False)}
+    assert reconnected(phone, "carol") == []
+
+
+def test_a_call_whose_conference_ended_is_not_caught_up(phone):
+    root, _ = held_call(phone)
+    phone.standin.hang_up(root.sid)
+    phone.standin.run()
+    assert phone.controls().get(root.sid).state.phase == "ended"
+    assert [event for event, _ in reconnected(phone, "alice")] == []
+
+
+def test_the_call_status_catch_up_comes_even_when_call_controls_cannot_be_read(phone, monkeypatch):
+    held_call(phone)
+
+    def unavailable():
+        raise StoreUnavailable("database is locked")
+
+    monkeypatch.setattr(phone.controls(), "in_conference", unavailable)
+    assert [event for event, _ in reconnected(phone, "alice")] == ["call_status"]
 
 
 # --------------------------------------------------------------------- refusals

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from .. import control
 from ..callstate import naive_utc, utc_now
-from .calls import _insert_unless_present
+from .calls import LONGEST_CALL, _insert_unless_present
 from .engine import Database
 from .schema import call_controls, calls, control_inbox, control_parties, legs
 
@@ -45,6 +45,12 @@ _CONTROL = sa.select(call_controls).where(call_controls.c.root_call_sid == sa.bi
 _CONTROL_FOR_UPDATE = _CONTROL.with_for_update()
 _ROOT_OF_PARTY = sa.select(control_parties.c.root_call_sid).where(control_parties.c.call_sid == sa.bindparam("sid"))
 _UPDATE_CONTROL = call_controls.update().where(call_controls.c.root_call_sid == sa.bindparam("root"))
+_RECENT_CONTROLS = (  # every connecting browser's catch-up reads it
+    sa.select(call_controls.c.state)
+    .join(calls, calls.c.call_sid == call_controls.c.root_call_sid)
+    .where(calls.c.started_at >= sa.bindparam("since"))
+    .order_by(calls.c.started_at, calls.c.call_sid)
+)
 _OLDEST_IN_INBOX = (
     sa.select(control_inbox.c.id, control_inbox.c.kind, control_inbox.c.payload)
     .where(control_inbox.c.root_call_sid == sa.bindparam("root"))
@@ -114,6 +120,18 @@ class CallControls:
     def root_of(self, call_sid: str) -> str | None:
         """The root call of which ``call_sid`` is a party (a rung target's call, say), if any."""
         return self.database.read(lambda conn: conn.scalar(_ROOT_OF_PARTY, {"sid": call_sid}))
+
+    def in_conference(self) -> list[control.CallControl]:
+        """The calls in their conference now (a reconnecting browser's catch-up), oldest first.
+
+        Not the call log's in-progress legs: a call transferred to a teammate goes on
+        after every leg the log knows has ended. Calls older than the longest call the
+        log keeps live are left out: a conference whose end was never told is not shown for ever.
+        """
+        since = naive_utc(self._clock()) - LONGEST_CALL
+        texts = self.database.read(lambda conn: conn.scalars(_RECENT_CONTROLS, {"since": since}).all())
+        states = (control.CallControl.from_dict(json.loads(text)) for text in texts)
+        return [state for state in states if state.phase == "conference"]
 
     def call_facts(self, root: str) -> CallFacts | None:
         """The call log's row of ``root`` and the child leg that answered it, or None for no such call."""

@@ -2,8 +2,8 @@
 
 A login begins at ``POST /login`` (:meth:`Logins.begin` gives the browser's session a
 random id), is checked on every request that carries a session (:meth:`Logins.check`)
-and ends at logout (:meth:`Logins.end`), when its user is removed
-(:meth:`Logins.end_user`) or after ``session_hours`` without use (refused by
+and ends at logout (:meth:`Logins.end`), when its user is removed or given a new
+password (:meth:`Logins.end_user`) or after ``session_hours`` without use (refused by
 ``check`` at once, deleted by :meth:`Logins.prune`). Every process shares the table,
 so a login ended by one is ended for all.
 
@@ -89,7 +89,7 @@ class Logins:
         return self.database.write(lambda conn: conn.execute(_END, {"key": login_key(login_id)}).rowcount) > 0
 
     def end_user(self, user: str) -> int:
-        """End every login of ``user`` (removed from .htpasswd); how many there were."""
+        """End every login of ``user`` (removed from .htpasswd, or a new password); how many there were."""
         statement = logins.delete().where(logins.c.user_name == user)
         return self.database.write(lambda conn: conn.execute(statement).rowcount)
 

@@ -351,7 +351,7 @@ def _rest() -> TwilioRest:
 
 def _announce(state: control.CallControl, notices: tuple[str, ...] = (), participants: bool = True) -> None:
     """``call_participants`` (and any notices) to the call's number room and to each teammate on it."""
-    rooms = [number_room(state.number), *sorted({f"user:{p.name}" for p in state.parties if p.kind == "client"})]
+    rooms = [number_room(state.number), *(f"user:{name}" for name in control.teammates_on(state))]
     if participants:
         realtime.emit_call_participants(control.participants_view(state), rooms)
     for notice in notices:

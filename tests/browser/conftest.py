@@ -58,7 +58,8 @@ def open_dialer(browser: Browser, server: LiveServer) -> Iterator[Callable[..., 
     opened: list[tuple[Page, PageProblems]] = []
 
     def open_page(path: str = "/", *, name: str = "alice", viewport: dict | None = None,
-                  fake_device: bool = True, init_script: str | None = None) -> Page:
+                  fake_device: bool = True, init_script: str | None = None,
+                  before_load: Callable[[Page], None] | None = None) -> Page:
         context = new_context(browser, server, fake_device=fake_device, viewport=viewport)
         if init_script:
             context.add_init_script(init_script)
@@ -66,6 +67,8 @@ def open_dialer(browser: Browser, server: LiveServer) -> Iterator[Callable[..., 
         page = context.new_page()
         problems = PageProblems(page)
         opened.append((page, problems))
+        if before_load:  # routes that must see the page's first requests (its Socket.IO connection)
+            before_load(page)
         page.goto(path)
         expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
         return page

@@ -8,6 +8,8 @@ the server as they come. Only the browser's Device is the fake one.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from call_control_helpers import CALLER, TEAM, conference_of, rung
 from playwright.sync_api import expect
@@ -188,6 +190,57 @@ def test_an_unanswered_warm_transfer_is_said_and_the_caller_is_back(open_dialer,
     expect(page.get_by_test_id("call-notice")).to_have_text("bob did not answer; the caller is back with you.")
     expect(participant(page, "+44 7700 900123")).not_to_contain_text("on hold")
     twilio.wait_until(lambda: not held(twilio, root.sid), "the caller off hold")
+
+
+class CuttableSocket:
+    """The page's Socket.IO connection (long-polling and WebSocket) through routes, to cut it and let it back."""
+
+    def __init__(self, page):
+        self.cut = False
+        self.websockets: list = []
+        page.route(re.compile(r"/socket\.io/"), self._polling)
+        page.route_web_socket(re.compile(r"/socket\.io/"), self._websocket)
+
+    def _polling(self, route) -> None:
+        if self.cut:
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    def _websocket(self, websocket) -> None:
+        if self.cut:
+            websocket.close()
+            return
+        websocket.connect_to_server()  # then every message is passed on as it comes
+        self.websockets.append(websocket)
+
+    def drop(self) -> None:
+        """As a network gone: the page's connection closes and its attempts to reconnect fail."""
+        self.cut = True
+        for websocket in self.websockets:
+            websocket.close()  # the server's side closes with it
+        self.websockets.clear()
+
+    def restore(self) -> None:
+        self.cut = False
+
+
+def test_a_page_that_reconnects_mid_transfer_shows_the_call_as_it_is_now(open_dialer, twilio):
+    """Its connection drops while bob answers the warm transfer; back, its panel shows him on the call at once."""
+    routes = {}
+    page = open_dialer(before_load=lambda page: routes.update(socket=CuttableSocket(page)))
+    root, _, bob = bob_rung_for_a_warm_transfer(page, twilio)
+    routes["socket"].drop()
+    expect(page.get_by_role("alert")).to_contain_text("Reconnecting")
+    twilio.answer(bob.sid)
+    twilio.wait_until(lambda: "bob" in in_conference(twilio, root.sid), "bob in the conference")
+    twilio.wait_idle()  # the server has announced it, to a page that was not there
+    expect(participant(page, "bob")).to_contain_text("ringing")
+    routes["socket"].restore()
+    expect(page.get_by_role("alert")).to_contain_text("Reconnected", timeout=20000)
+    expect(participant(page, "bob")).not_to_contain_text("ringing")  # no further change of the call needed
+    expect(participant(page, "+44 7700 900123")).to_contain_text("on hold")
+    expect(page.get_by_role("button", name="Complete transfer", exact=True)).to_be_visible()
 
 
 def team_member(page, name: str):
