@@ -351,6 +351,9 @@ class OutboxItem:
     voicemail: Voicemail  # as it is when claimed: with its transcript if one came
     failures: int  # failed attempts so far
     created_at: float  # unix time the row was added: the hour of retries counts from here
+    # The claim's own mark: its lease's end. Another claim of the row is made only once this lease is over
+    # (or this claim let the row go), so its lease ends later: (id, lease_until) names this claim alone.
+    lease_until: float
 
 
 class Outbox(Protocol):
@@ -371,6 +374,13 @@ class Outbox(Protocol):
 
     def give_up(self, item_id: int, error: str) -> None:
         """Failed for the last time: never claimed again; the error kept. The voicemail itself stays."""
+        ...
+
+    def release(self, item: OutboxItem) -> bool:
+        """Not tried (the sender is stopping): the lease ends now, so the row is due again at once, at its
+        place in the queue, with no failure counted. Only while ``item``'s claim still holds the row (queued,
+        the same lease): a row sent, retried, given up or claimed again since is left as it is. True when
+        released."""
         ...
 
 
@@ -443,7 +453,7 @@ class InMemoryOutbox:
             row = min(due, key=lambda r: (r.due_at, r.id))
             row.lease_until = now + lease
             return OutboxItem(row.id, row.address, self._voicemails[row.recording_sid], row.failures,
-                              row.created_at)
+                              row.created_at, row.lease_until)
 
     def sent(self, item_id: int) -> None:
         with self._lock:
@@ -463,6 +473,14 @@ class InMemoryOutbox:
             row.failures += 1
             row.status = "given up"
             row.error = error
+
+    def release(self, item: OutboxItem) -> bool:
+        with self._lock:
+            row = self._rows[item.id]
+            if row.status != "queued" or row.lease_until != item.lease_until:
+                return False
+            row.lease_until = float("-inf")
+            return True
 
     def status(self, recording_sid: str, address: str) -> tuple[str, int, str | None]:
         """(status, failures, last error) of one row: for tests and diagnostics."""

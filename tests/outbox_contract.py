@@ -63,6 +63,42 @@ class OutboxContract:
         outbox.give_up(outbox.claim(NOW, 60).id, "550 no such user")
         assert outbox.claim(NOW + 10 * LEASE_SECONDS, 60) is None
 
+    def test_a_released_row_is_due_at_once_with_no_failure_counted(self, outbox):
+        outbox.add(voicemail(), ["alice@example.test"], now=NOW)
+        item = outbox.claim(NOW, LEASE_SECONDS)
+        assert outbox.release(item) is True  # a stopping sender gives it back untried
+        again = outbox.claim(NOW + 1, LEASE_SECONDS)  # another sender, long before the lease would have run out
+        assert again.id == item.id and again.failures == 0 and again.created_at == NOW
+        assert outbox.release(item) is False  # the old claim no longer holds it ...
+        assert outbox.claim(NOW + 2, LEASE_SECONDS) is None  # ... and the new one still does
+
+    def test_a_released_row_keeps_its_place_in_the_queue(self, outbox):
+        outbox.add(voicemail("RE" + "a" * 32), ["first@example.test"], now=NOW)
+        outbox.add(voicemail("RE" + "b" * 32), ["second@example.test"], now=NOW + 1)
+        first = outbox.claim(NOW + 5, LEASE_SECONDS)
+        outbox.release(first)
+        assert outbox.claim(NOW + 6, LEASE_SECONDS).address == "first@example.test"
+
+    def test_releasing_a_claim_whose_lease_ran_out_and_was_claimed_again_changes_nothing(self, outbox):
+        outbox.add(voicemail(), ["alice@example.test"], now=NOW)
+        stale = outbox.claim(NOW, 60)
+        current = outbox.claim(NOW + 61, 60)  # the first sender hung past its lease; another took the row
+        assert current.id == stale.id
+        assert outbox.release(stale) is False
+        assert outbox.claim(NOW + 62, 60) is None  # still the second sender's
+        assert outbox.release(current) is True
+        assert outbox.claim(NOW + 62, 60).id == current.id
+
+    def test_a_row_sent_retried_or_given_up_is_not_released(self, outbox):
+        outbox.add(voicemail(), ["sent@example.test", "retried@example.test", "dropped@example.test"], now=NOW)
+        items = {item.address: item for item in (outbox.claim(NOW, 60) for _ in range(3))}
+        outbox.sent(items["sent@example.test"].id)
+        outbox.retry(items["retried@example.test"].id, NOW + 300, "451 busy")
+        outbox.give_up(items["dropped@example.test"].id, "550 no")
+        assert [outbox.release(item) for item in items.values()] == [False, False, False]
+        assert outbox.claim(NOW + 299, 60) is None  # nothing sent twice, the back-off kept
+        assert outbox.claim(NOW + 300, 60).address == "retried@example.test"
+
     def test_the_row_due_first_is_claimed_first(self, outbox):
         outbox.add(voicemail("RE" + "a" * 32), ["late@example.test"], now=NOW, wait_for_transcript=True)
         outbox.add(voicemail("RE" + "b" * 32), ["early@example.test"], now=NOW + 1)

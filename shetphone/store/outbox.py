@@ -5,7 +5,9 @@ case), holding the voicemail's facts as the mail tells them, so a claim reads
 one row. A claim is one transaction: SQLite's write lock serialises it,
 PostgreSQL's ``FOR UPDATE SKIP LOCKED`` lets several processes claim
 different rows at once, and neither ever hands one row to two senders while
-its lease runs. ``tests/outbox_contract.py`` is the contract.
+its lease runs. A claim is named by its row and its lease's end (``OutboxItem.lease_until``), so a
+stopping sender gives back only a row its own claim still holds. ``tests/outbox_contract.py`` is the
+contract.
 
 The transcript is stored with the recording (``recordings.transcript``, for
 ``GET /calls``) and on the rows still to be sent (for the mail).
@@ -115,8 +117,9 @@ class MailOutbox:
             row = conn.execute(self._due, {"now": now}).first()
             if row is None:
                 return None
-            conn.execute(outbox.update().where(outbox.c.id == row.id).values(lease_until=now + lease))
-            return OutboxItem(row.id, row.address, _voicemail_of(row), row.failures, row.created_at)
+            lease_until = now + lease
+            conn.execute(outbox.update().where(outbox.c.id == row.id).values(lease_until=lease_until))
+            return OutboxItem(row.id, row.address, _voicemail_of(row), row.failures, row.created_at, lease_until)
 
         return self.database.write(work)
 
@@ -128,6 +131,13 @@ class MailOutbox:
 
     def give_up(self, item_id: int, error: str) -> None:
         self._update(item_id, failures=outbox.c.failures + 1, status=GIVEN_UP, error=error)
+
+    def release(self, item: OutboxItem) -> bool:
+        # lease_until is a double both ways (SQLite REAL, PostgreSQL double precision), so the float the claim
+        # wrote compares equal; due_at is untouched: it was due when claimed, and keeps its place.
+        statement = outbox.update().where(outbox.c.id == item.id, outbox.c.status == QUEUED,
+                                          outbox.c.lease_until == item.lease_until).values(lease_until=0.0)
+        return self.database.write(lambda conn: conn.execute(statement).rowcount) == 1
 
     def _update(self, item_id: int, **values: Any) -> None:
         self.database.write(lambda conn: conn.execute(outbox.update().where(outbox.c.id == item_id).values(**values)))
