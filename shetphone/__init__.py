@@ -136,8 +136,9 @@ def shut_down(app: Flask) -> None:
     """A clean stop of this process (the built-in server's SIGTERM or Ctrl-C, a uWSGI worker's atexit).
 
     Its browsers leave shared presence at once, so no other process rings them or shows them
-    available until ``presence_ttl`` runs out; the mailer stops taking rows; the database's
-    connections close. Once per app: later calls do nothing. Never raises: an outage is a log line.
+    available until ``presence_ttl`` runs out; the mailer stops taking rows and gives back the one it
+    claimed but had not yet sent (due again at once, not after its lease); the database's connections
+    close. Once per app: later calls do nothing. Never raises: an outage is a log line.
     """
     if app.extensions.get("shetphone_shut_down"):
         return

@@ -503,6 +503,9 @@ class MailSender:
     ``schedule``; when the hour is over a failed fetch still sends the mail,
     without the recording, and a failed send gives up. Each failure is logged;
     the voicemail itself is never touched.
+
+    :meth:`stop` gives back a row claimed and not yet handed to SMTP, so a
+    restart does not hold its mail for the rest of the lease.
     """
 
     def __init__(
@@ -534,20 +537,42 @@ class MailSender:
         self._idle = idle_seconds
         self._batch = batch
         self._wake = threading.Event()
+        # Where the loop is with its row, for stop(); all under _state.
+        self._state = threading.Condition()
         self._stopped = False
+        self._claiming = False  # a claim in flight: the loop itself gives its row back if stop() came meanwhile
+        self._held: OutboxItem | None = None  # claimed, not yet handed to SMTP: stop() gives it back
+        self._finishing = False  # handed to SMTP (or its failure being written): stop() waits for the outcome
 
     def deliver(self, item: OutboxItem) -> str:
-        """Try one claimed row: "sent", "retry" or "given up"."""
+        """Try one row :meth:`run_once` claimed: "sent", "retry", "given up", or "released" when the sender
+        stopped first (given back untried, no failure counted)."""
         voicemail = item.voicemail
         where = f"voicemail {voicemail.recording_sid} to {item.address}"
+        audio: bytes | None = None
+        fetch_error: str | None = None
         try:
-            audio: bytes | None = self._fetch_audio(voicemail.recording_sid)
+            audio = self._fetch_audio(voicemail.recording_sid)
         except Exception as exc:  # any failure of the fetch: the mail must not die with it
-            if self._reschedule(item, f"fetching the recording: {exc}", where):
-                return "retry"
-            audio = None  # the hour is over: the mail goes without the recording rather than not at all
+            fetch_error = f"fetching the recording: {exc}"
+        with self._state:
+            if self._held is not item:  # stop() gave the row back during the fetch: not ours to write now
+                return "released"
+            self._held = None
+            self._finishing = True
         try:
-            message = compose(voicemail, sender=self._mail_from, recipient=item.address, audio=audio,
+            return self._finish(item, audio, fetch_error, where)
+        finally:
+            with self._state:
+                self._finishing = False
+                self._state.notify_all()
+
+    def _finish(self, item: OutboxItem, audio: bytes | None, fetch_error: str | None, where: str) -> str:
+        # A failed fetch is retried; once the hour is over the mail goes without the recording rather than not at all.
+        if fetch_error is not None and self._reschedule(item, fetch_error, where):
+            return "retry"
+        try:
+            message = compose(item.voicemail, sender=self._mail_from, recipient=item.address, audio=audio,
                               page_url=self._page_url, alias_for=self._alias_for, local_zone=self._local_zone)
             self._send(message)
         except Exception as exc:  # MailError, or a bug: logged and retried, never a dead loop
@@ -575,11 +600,42 @@ class MailSender:
                     due - now, error)
         return True
 
+    def _claim(self) -> OutboxItem | None:
+        """The row due first, held by this sender; None when nothing is due or the sender is stopping."""
+        with self._state:
+            if self._stopped:
+                return None
+            self._claiming = True
+        try:
+            item = self.outbox.claim(self._clock(), self._lease)
+            with self._state:
+                if not self._stopped:
+                    self._held = item
+                    return item
+            if item is not None:  # stop() came during the claim and waits for this
+                self._give_back(item)
+            return None
+        finally:
+            with self._state:
+                self._claiming = False
+                self._state.notify_all()
+
+    def _give_back(self, item: OutboxItem) -> None:
+        where = f"voicemail {item.voicemail.recording_sid} to {item.address}"
+        try:
+            released = self.outbox.release(item)
+        except Exception as exc:  # the store down, say: the lease still runs out, as before there was a release
+            log.warning("mail: stopping, %s could not be given back; it goes when its lease runs out: %s",
+                        where, exc)
+            return
+        if released:
+            log.info("mail: stopping, %s was given back unsent: due again at once", where)
+
     def run_once(self) -> int:
         """Deliver what is due now (at most ``batch`` rows); how many rows were tried."""
         tried = 0
         while tried < self._batch:
-            item = self.outbox.claim(self._clock(), self._lease)
+            item = self._claim()
             if item is None:
                 break
             self.deliver(item)
@@ -600,6 +656,23 @@ class MailSender:
         """A row was added: look now rather than at the next idle tick."""
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stopped = True
+    def stop(self, wait: float = SMTP_TIMEOUT) -> None:
+        """Take no more rows, and give back the one claimed and not yet handed to SMTP (it is due again at
+        once: another process, or this one restarted, sends it now rather than when the lease runs out).
+
+        A mail already handed to SMTP is let finish, for up to ``wait`` seconds, and its outcome written
+        (sent, or a retry). It is not abandoned and given back: the server may already hold the message
+        (after DATA, before its 250 reached us), and a row given back then would be sent twice. A send that
+        outlasts ``wait`` keeps its lease, as a process that died would. Never raises.
+        """
+        with self._state:
+            self._stopped = True
+            held, self._held = self._held, None
         self._wake.set()
+        if held is not None:
+            self._give_back(held)
+        with self._state:
+            self._state.wait_for(lambda: not self._claiming and not self._finishing, timeout=wait)
+            if self._finishing:
+                log.warning("mail: stopped with a mail still being sent after %.0f s; its row keeps its lease",
+                            wait)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from outbox_contract import NOW, OutboxContract, voicemail
 from smtp_helpers import SmtpServer
 
 from shetphone.mail import (
+    LEASE_SECONDS,
     TRANSCRIPT_WAIT,
     InMemoryOutbox,
     MailError,
@@ -31,6 +33,7 @@ from shetphone.mail import (
     length_text,
     message_id,
 )
+from shetphone.store import Store
 
 SID = "RE" + "0123456789abcdef" * 2
 AUDIO = bytes(range(256)) * 64  # every byte value: the attachment must come back bit for bit
@@ -512,3 +515,154 @@ def test_run_forever_survives_an_outbox_failure(smtp_server, caplog):
         wait_until(lambda: len(server.inbox.received) == 1, "the sender to recover", timeout=30)
     sender.stop()
     thread.join(30)
+
+
+# ----------------------------------------------------------------------------- a clean stop
+
+
+class Gate:
+    """Holds the call it is put in until the test opens it; tells the test the call has begun."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def hold(self) -> None:
+        self.entered.set()
+        assert self.opened.wait(30), "the test never opened the gate"
+
+    def wait_entered(self) -> None:
+        assert self.entered.wait(30), "the held call never began"
+
+
+class HeldRecordings(Recordings):
+    """A recording fetch that waits at ``gate`` (Twilio being slow as the process stops), then answers or fails."""
+
+    def __init__(self, gate: Gate, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = gate
+        self.fail_next = 1 if fail else 0
+
+    def __call__(self, recording_sid: str) -> bytes:
+        self.gate.hold()
+        return super().__call__(recording_sid)
+
+
+def in_background(work) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stop_gives_back_the_row_it_claimed_and_another_sender_sends_it_once(smtp_server, store, database_url):
+    server, gate = smtp_server(), Gate()
+    store.outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    stopping = make_sender(store.outbox, server, FakeClock(), HeldRecordings(gate))
+    first = in_background(stopping.run_once)
+    gate.wait_entered()  # claimed, fetching the recording
+    stopping.stop()
+    assert store.outbox.status(SID, "alice@example.test") == ("queued", 0, None)  # not a failure
+    with closing(Store(database_url)) as other:  # another process, a second after, not ten minutes
+        assert make_sender(other.outbox, server, FakeClock(NOW + 1)).run_once() == 1
+    gate.opened.set()  # the stopped sender's fetch comes back: it must not send, nor write the row
+    first.join(30)
+    assert not first.is_alive()
+    (received,) = server.inbox.received
+    assert received.rcpt_tos == ["alice@example.test"]
+    assert store.outbox.status(SID, "alice@example.test") == ("sent", 0, None)
+
+
+def test_a_fetch_failing_after_the_stop_leaves_the_new_claim_alone(smtp_server, store, database_url):
+    server, gate = smtp_server(), Gate()
+    store.outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    stopping = make_sender(store.outbox, server, FakeClock(), HeldRecordings(gate, fail=True))
+    first = in_background(stopping.run_once)
+    gate.wait_entered()
+    stopping.stop()
+    with closing(Store(database_url)) as other:
+        taken = other.outbox.claim(NOW + 1, LEASE_SECONDS)  # another process has it now
+        gate.opened.set()
+        first.join(30)
+        assert store.outbox.status(SID, "alice@example.test") == ("queued", 0, None)  # no failure written
+        assert other.outbox.claim(NOW + 2, LEASE_SECONDS) is None  # and its lease not cut short
+        assert other.outbox.release(taken) is True
+    assert server.inbox.received == []
+
+
+def test_a_stop_during_a_claim_gives_that_row_back_untried(smtp_server):
+    server, recordings = smtp_server(), Recordings()
+
+    class StopDuringClaim(InMemoryOutbox):
+        def claim(self, now, lease):
+            item = super().claim(now, lease)
+            sender.stop(wait=0)  # SIGTERM while the claim's transaction is in flight
+            return item
+
+    outbox = StopDuringClaim()
+    outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    sender = make_sender(outbox, server, FakeClock(), recordings)
+    assert sender.run_once() == 0
+    assert recordings.fetched == [] and server.inbox.received == []
+    assert InMemoryOutbox.claim(outbox, NOW + 1, LEASE_SECONDS).failures == 0  # due again at once
+
+
+def test_a_send_under_way_at_the_stop_is_finished_and_stays_sent(smtp_server, store, database_url):
+    server, gate, order = smtp_server(), Gate(), []
+    store.outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    transport = SmtpSender(SmtpConfig.from_url(server.url(), timeout=5))
+
+    def slow_send(message) -> None:  # the SMTP exchange under way as the stop comes
+        gate.hold()
+        transport.send(message)
+        order.append("delivered")
+
+    sender = MailSender(store.outbox, slow_send, Recordings(), mail_from=SENDER, page_url=PAGE, clock=FakeClock())
+    first = in_background(sender.run_once)
+    gate.wait_entered()
+    stopper = in_background(lambda: (sender.stop(), order.append("stopped")))
+    stopper.join(1)  # room for a stop that does not wait to return early (it must not)
+    gate.opened.set()
+    stopper.join(30)
+    first.join(30)
+    assert order == ["delivered", "stopped"]  # stop() waited for the outcome: never given back mid-send
+    assert store.outbox.status(SID, "alice@example.test") == ("sent", 0, None)
+    with closing(Store(database_url)) as other:
+        assert other.outbox.claim(NOW + 10 * LEASE_SECONDS, LEASE_SECONDS) is None
+    assert len(server.inbox.received) == 1
+
+
+def test_a_mail_delivered_just_before_the_stop_stays_sent(smtp_server, store, database_url):
+    server = smtp_server()
+    store.outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    sender = make_sender(store.outbox, server, FakeClock())
+    assert sender.run_once() == 1
+    sender.stop()
+    assert store.outbox.status(SID, "alice@example.test") == ("sent", 0, None)
+    with closing(Store(database_url)) as other:
+        assert make_sender(other.outbox, server, FakeClock(NOW + 1)).run_once() == 0
+        assert make_sender(other.outbox, server, FakeClock(NOW + 10 * LEASE_SECONDS)).run_once() == 0
+    assert len(server.inbox.received) == 1
+
+
+def test_a_stop_that_cannot_give_the_row_back_says_so_in_one_line(smtp_server, caplog):
+    server, gate = smtp_server(), Gate()
+
+    class Unreachable(InMemoryOutbox):
+        def release(self, item):
+            raise RuntimeError("the database did not answer within 2 s")
+
+    outbox = Unreachable()
+    outbox.add(voicemail(SID), ["alice@example.test"], now=NOW)
+    sender = make_sender(outbox, server, FakeClock(), HeldRecordings(gate))
+    first = in_background(sender.run_once)
+    gate.wait_entered()
+    with caplog.at_level(logging.WARNING, logger="shetphone.mail"):
+        sender.stop()  # never raises: shut_down goes on
+    gate.opened.set()
+    first.join(30)
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning == (f"mail: stopping, voicemail {SID} to alice@example.test could not be given back; "
+                       "it goes when its lease runs out: the database did not answer within 2 s")
+    assert server.inbox.received == []
+    assert outbox.claim(NOW + LEASE_SECONDS - 1, LEASE_SECONDS) is None  # its lease stands
+    assert outbox.claim(NOW + LEASE_SECONDS, LEASE_SECONDS) is not None
