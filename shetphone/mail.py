@@ -13,6 +13,8 @@ send it at the same time; a process that dies between the SMTP server's
 "250 OK" and marking the row sent leaves a lease that runs out, and the row
 is sent again. That second copy has the same Message-ID (it is derived from
 the recording and the address), so mail clients can fold it into the first.
+A process stopped cleanly does not leave its lease to run out: it gives back
+the row it claimed and had not yet handed to SMTP (:meth:`MailSender.stop`).
 """
 
 from __future__ import annotations
