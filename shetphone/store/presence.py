@@ -1,8 +1,9 @@
 """What presence needs of the database (SPEC §7): who has do-not-disturb on, and who is on a call.
 
 Both answer for a set of users at once (``users -> the subset that is dnd / busy``),
-the shape :class:`shetphone.presence.Presence` takes, so one ``/voice`` asks
-twice, whatever the size of the ring group.
+the shape :class:`shetphone.presence.Presence` takes, and both come from one
+statement (:meth:`PresenceStore.flags_of`), so one ``/voice`` asks once,
+whatever the size of the ring group.
 """
 
 from __future__ import annotations
@@ -24,30 +25,6 @@ RINGING_OR_TALKING = sorted(set(callstate.STATUS_RANK) - callstate.TERMINAL_STAT
 # A call placed from a browser that Twilio never reported on (its callbacks lost) would keep its caller busy
 # for a day; a call still "initiated" after this long is not being dialled any more.
 DIALLING_AT_MOST = timedelta(minutes=2)
-
-
-# Built once, with the users as one expanding parameter: building these cost more than running them,
-# and /voice asks both for every incoming call.
-_DND_OF = sa.select(dnd.c.user_name).where(dnd.c.user_name.in_(sa.bindparam("users", expanding=True)))
-_PLACED_BY = sa.select(calls.c.client).where(
-    calls.c.client.in_(sa.bindparam("users", expanding=True)),
-    calls.c.direction == "outbound",
-    calls.c.started_at >= sa.bindparam("since"),
-    sa.or_(
-        calls.c.status.in_(RINGING_OR_TALKING),
-        sa.and_(calls.c.status.in_(STARTING_STATUSES), calls.c.started_at >= sa.bindparam("dialling_since")),
-    ),
-)
-_ANSWERED_BY = (
-    sa.select(legs.c.to_number)
-    .join(calls, calls.c.call_sid == legs.c.root_call_sid)
-    .where(
-        legs.c.status_rank < callstate.TERMINAL_RANK,
-        legs.c.answered.is_(True),
-        legs.c.to_number.in_(sa.bindparam("clients", expanding=True)),
-        calls.c.started_at >= sa.bindparam("since"),
-    )
-)
 
 
 def _flags_statement(count: int) -> sa.CompoundSelect:
@@ -108,15 +85,11 @@ class PresenceStore:
 
         self.database.write(work)
 
-    def dnd_of(self, users: Collection[str]) -> frozenset[str]:
-        """The users among ``users`` whose do-not-disturb is on."""
-        users = list(users)
-        if not users:
-            return frozenset()
-        return frozenset(self.database.read(lambda conn: list(conn.scalars(_DND_OF, {"users": users}))))
-
     def flags_of(self, users: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
-        """(:meth:`dnd_of`, :meth:`busy_of`) of ``users`` in one statement: ``/voice`` asks both for every call."""
+        """(:meth:`dnd_of`, :meth:`busy_of`) of ``users`` in one statement: ``/voice`` asks both for every call.
+
+        Indexed reads: the dnd table's key, calls by client (``calls_by_client``), and legs by
+        whom they rang (``legs_by_callee``)."""
         users = sorted(set(users))
         if not users:
             return frozenset(), frozenset()
@@ -137,28 +110,13 @@ class PresenceStore:
                 busy.add(who.removeprefix("client:"))
         return frozenset(dnd_on), frozenset(busy)
 
+    def dnd_of(self, users: Collection[str]) -> frozenset[str]:
+        """The users among ``users`` whose do-not-disturb is on."""
+        return self.flags_of(users)[0]
+
     def busy_of(self, users: Collection[str]) -> frozenset[str]:
         """The users among ``users`` with a call in progress: one they placed that is not over (and, when
         Twilio said nothing of it yet, is at most two minutes old), or an incoming one they answered
-        whose leg is not over.
-
-        Two indexed reads: calls by client (``calls_by_client``), and the few legs not yet final
-        (``legs_by_rank``). A call older than a day lost its last callback and counts no more.
+        whose leg is not over. A call older than a day lost its last callback and counts no more.
         """
-        users = sorted(set(users))
-        if not users:
-            return frozenset()
-        return self.database.read(self._busy_work(users))
-
-    def _busy_work(self, users: list[str]) -> Callable[[Connection], frozenset[str]]:
-        now = naive_utc(self._clock())
-        since = now - LONGEST_CALL
-        placed = {"users": users, "since": since, "dialling_since": now - DIALLING_AT_MOST}
-        answered = {"clients": [f"client:{user}" for user in users], "since": since}
-
-        def work(conn: Connection) -> frozenset[str]:
-            busy = set(conn.scalars(_PLACED_BY, placed))
-            busy.update(to.removeprefix("client:") for to in conn.scalars(_ANSWERED_BY, answered))
-            return frozenset(busy)
-
-        return work
+        return self.flags_of(users)[1]
