@@ -416,6 +416,9 @@ class StreamEnd:
         self.signatures: list[str | None] = []
         self.paths: list[str] = []
         self.port = 0
+        # Set once the handler has read every message: the far side's close handshake can
+        # finish while messages it sent before closing still wait in the handler's queue.
+        self.finished = threading.Event()
         self._ready = threading.Event()
         threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True).start()
         assert self._ready.wait(10)
@@ -426,14 +429,17 @@ class StreamEnd:
         async def handle(websocket) -> None:
             self.signatures.append(websocket.request.headers.get("X-Twilio-Signature"))
             self.paths.append(websocket.request.path)
-            async for raw in websocket:
-                message = json.loads(raw)
-                self.messages.append(message)
-                if message["event"] == "start":
-                    await websocket.send(json.dumps({"event": "mark", "streamSid": message["streamSid"],
-                                                     "mark": {"name": "played"}}))
-                if message["event"] == "mark" and self.close_after_start:
-                    await websocket.close(1000, "done")
+            try:
+                async for raw in websocket:
+                    message = json.loads(raw)
+                    self.messages.append(message)
+                    if message["event"] == "start":
+                        await websocket.send(json.dumps({"event": "mark", "streamSid": message["streamSid"],
+                                                         "mark": {"name": "played"}}))
+                    if message["event"] == "mark" and self.close_after_start:
+                        await websocket.close(1000, "done")
+            finally:
+                self.finished.set()
 
         async with serve(handle, "127.0.0.1", 0) as server:
             self.port = server.sockets[0].getsockname()[1]
@@ -452,7 +458,7 @@ def test_a_connect_stream_opens_a_signed_media_stream_whose_end_ends_the_call(st
     standin.answer(created["sid"])
     call = standin.call(created["sid"])
     (stream,) = call.streams
-    assert stream.closed.wait(10)
+    assert stream.closed.wait(10) and end.finished.wait(10)
     assert end.paths == ["/media/stream"]
     assert RequestValidator(standin.auth_token).validate("wss://phone.example.test/media/stream", {},
                                                          end.signatures[0])
@@ -475,7 +481,7 @@ def test_a_call_that_ends_tells_its_stream_stop(standin):
     assert stream.started.wait(10)
     stream.play(np.full(1600, 1000, dtype=np.int16))  # 200 ms of the caller
     rest(standin, "POST", f"Calls/{created['sid']}.json", Status="completed")
-    assert stream.closed.wait(10)
+    assert stream.closed.wait(10) and end.finished.wait(10)
     events = end.events()
     assert events[:2] == ["connected", "start"] and events[-1] == "stop"
     assert sorted(events[2:-1]) == ["mark", *["media"] * 10]  # the echoed mark comes whenever it was "played"
