@@ -96,6 +96,29 @@ def test_prune_deletes_the_unused_logins_and_names_them(store: Store, clock: Fak
     assert logins.check(busy, "bob")
 
 
+def test_keep_alive_slides_the_logins_named_and_no_other(store: Store, clock: FakeClock) -> None:
+    logins = Logins(store.database, session_hours=12, clock=clock)
+    open_pages = [logins.begin("alice"), logins.begin("bob")]
+    closed_page = logins.begin("carol")
+    clock.advance(hours=11)
+    keys = [login_key(login_id) for login_id in open_pages]
+    assert logins.keep_alive([*keys, keys[0], login_key("no such login")], batch=1) == 2  # in batches
+    assert logins.keep_alive(keys) == 0  # written again only after REFRESH
+    clock.advance(hours=1, seconds=1)
+    assert sorted(logins.prune()) == [login_key(closed_page)]
+    assert all(logins.check(login_id, name) for login_id, name in zip(open_pages, ["alice", "bob"], strict=True))
+    assert logins.keep_alive([]) == 0
+
+
+def test_keep_alive_brings_no_ended_login_back(store: Store, clock: FakeClock) -> None:
+    logins = Logins(store.database, session_hours=12, clock=clock)
+    login_id = logins.begin("alice")
+    logins.end(login_id)
+    clock.advance(minutes=5)
+    assert logins.keep_alive([login_key(login_id)]) == 0
+    assert rows(store) == [] and not logins.check(login_id, "alice")
+
+
 def test_a_long_user_agent_is_cut(store: Store) -> None:
     store.logins.begin("alice", "x" * 1000)
     store.logins.begin("bob", "")

@@ -4,8 +4,10 @@ A login begins at ``POST /login`` (:meth:`Logins.begin` gives the browser's sess
 random id), is checked on every request that carries a session (:meth:`Logins.check`)
 and ends at logout (:meth:`Logins.end`), when its user is removed or given a new
 password (:meth:`Logins.end_user`) or after ``session_hours`` without use (refused by
-``check`` at once, deleted by :meth:`Logins.prune`). Every process shares the table,
-so a login ended by one is ended for all.
+``check`` at once, deleted by :meth:`Logins.prune`). A login whose page is open, its
+socket connected, is in use even when the page sends no request: each process keeps its
+connected logins alive (:meth:`Logins.keep_alive`). Every process shares the table, so a
+login ended by one is ended for all.
 
 The database keeps only the SHA-256 of each id (:func:`login_key`): whoever reads
 it (a backup, a leak) cannot turn a row into a cookie.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -83,6 +85,23 @@ class Logins:
             # An UPDATE, never an upsert: a logout that deleted the row meanwhile stays done.
             self.database.write(lambda conn: conn.execute(_TOUCH, {"key": key, "now": now}))
         return True
+
+    def keep_alive(self, keys: Iterable[str], batch: int = 500) -> int:
+        """Count the logins of ``keys`` (:func:`login_key`) as used now: their pages are open.
+
+        An UPDATE of rows last written over :data:`REFRESH` ago, never an insert, so a
+        login ended meanwhile stays ended. How many were written.
+        """
+        now = naive_utc(self._clock())
+        wanted = sorted(set(keys))
+        written = 0
+        for start in range(0, len(wanted), batch):  # a bounded IN list, whatever the database
+            chunk = wanted[start:start + batch]
+            statement = (logins.update()
+                         .where(logins.c.id_hash.in_(chunk), logins.c.last_seen_at < now - REFRESH)
+                         .values(last_seen_at=now))
+            written += self.database.write(lambda conn, statement=statement: conn.execute(statement).rowcount)
+        return written
 
     def end(self, login_id: str) -> bool:
         """End one login (logout); False when it was not live."""
