@@ -57,6 +57,12 @@ def check_configured(settings: Settings) -> None:
         check(settings.message_queue, f"{settings.config_path}: [shetphone] message_queue")
 
 
+def rooms_here(server: Any, namespace: str) -> list[str]:
+    """The rooms that hold a socket of this process (a Redis manager's rooms are its own process's)."""
+    rooms = server.manager.rooms.get(namespace, {}).copy()  # a copy: sockets come and go meanwhile
+    return [room for room in rooms if room is not None]  # None: python-socketio's room of every socket
+
+
 def disconnect_room(server: Any, room: str, namespace: str) -> int:
     """Close this process's sockets in ``room``; how many."""
     sids = [sid for sid, _ in server.manager.get_participants(namespace, room)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 WATCH_INTERVAL = 1.0  # seconds between checks of .htpasswd and presets.csv
 PRUNE_INTERVAL = 3600.0  # seconds between prunings of the call log (keep_days) and of unused logins
+OPEN_PAGES_INTERVAL = 300.0  # seconds between marks of the logins open here as used; session_hours is 1 h or more
+LOGIN_ROOM = "login:"
 STALE_CHECK_INTERVAL = 15.0  # seconds between looks for ringing legs whose final callback was lost
 # A leg rings for its <Dial>'s timeout at most: ring_timeout for a ring group, Twilio's
 # default of 30 s for an outgoing call; one still ringing a minute after that lost its end.
@@ -82,7 +85,7 @@ def _team():
 
 def login_room(key: str) -> str:
     """The room of one login's sockets, by its key (:func:`~shetphone.store.login_key`)."""
-    return f"login:{key}"
+    return f"{LOGIN_ROOM}{key}"
 
 
 def _on_connect(auth: Any = None) -> bool:
@@ -278,24 +281,49 @@ def users_changed(old: Users, new: Users) -> None:
 # --------------------------------------------------------------------- housekeeping
 
 
+@dataclass
+class Chore:
+    """Something housekeeping does every ``interval`` seconds, first at ``due_at`` (monotonic)."""
+
+    name: str
+    interval: float
+    run: Callable[[], object]
+    due_at: float = 0.0
+
+
+def housekeeping_chores(team, now: float) -> list[Chore]:
+    """What a process's housekeeping does, from ``now``: each watched file every second, lost
+    ringing legs every 15 s, open pages' logins every five minutes (none is open yet),
+    and the call log and unused logins pruned hourly."""
+    return [
+        Chore("users", WATCH_INTERVAL, team.users.refresh),
+        Chore("presets", WATCH_INTERVAL, team.presets.refresh),
+        Chore("stale legs", STALE_CHECK_INTERVAL, lambda: close_stale_legs(team)),
+        Chore("open pages", OPEN_PAGES_INTERVAL, lambda: keep_open_pages_logged_in(team), now + OPEN_PAGES_INTERVAL),
+        Chore("prune", PRUNE_INTERVAL, lambda: _prune(team)),
+    ]
+
+
+def housekeeping_round(chores: list[Chore], now: float) -> list[str]:
+    """Do the chores due at ``now``; the names of those done. One that fails does not stop the rest."""
+    done = []
+    for chore in chores:
+        if now < chore.due_at:
+            continue
+        chore.due_at = now + chore.interval
+        try:
+            chore.run()
+        except Exception:  # a loop that dies silently would be worse than a log line
+            log.exception("housekeeping: %s failed; trying again in %.0f s", chore.name, chore.interval)
+        done.append(chore.name)
+    return done
+
+
 def _housekeeping(app: Flask) -> None:
-    """Notice edits of the watched files every second, close lost ringing legs, prune the call log hourly."""
     with app.app_context():
-        team = _team()
-        pruned_at = -PRUNE_INTERVAL
-        stale_checked_at = -STALE_CHECK_INTERVAL
+        chores = housekeeping_chores(_team(), time.monotonic())
         while True:
-            try:
-                if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
-                    pruned_at = time.monotonic()
-                    _prune(team)
-                if time.monotonic() - stale_checked_at >= STALE_CHECK_INTERVAL:
-                    stale_checked_at = time.monotonic()
-                    close_stale_legs(team)
-                team.users.refresh()
-                team.presets.refresh()
-            except Exception:  # a loop that dies silently would be worse than a log line
-                log.exception("housekeeping failed; trying again shortly")
+            housekeeping_round(chores, time.monotonic())
             _socketio().sleep(WATCH_INTERVAL)
 
 
@@ -312,6 +340,18 @@ def close_stale_legs(team) -> int:
                  longest_ring)
         emit_call_status(payload)
     return len(closed)
+
+
+def keep_open_pages_logged_in(team) -> int:
+    """Count the logins of the pages connected to this process as used: an open phone is in use
+    even when it sends no request for hours (its Twilio token may outlast session_hours)."""
+    keys = [room[len(LOGIN_ROOM):] for room in queues.rooms_here(_socketio().server, NAMESPACE)
+            if room.startswith(LOGIN_ROOM)]
+    try:
+        return team.store.logins.keep_alive(keys)
+    except StoreError as exc:  # the next round tries again, well before session_hours
+        log.warning("could not mark the logins of %d open pages as used: %s", len(keys), exc)
+        return 0
 
 
 def _prune(team) -> None:
@@ -335,7 +375,7 @@ def _prune_logins(team) -> None:
     except StoreError as exc:
         log.warning("could not prune the logins: %s", exc)
         return
-    for key in expired:  # a page left open past session_hours goes to /login
+    for key in expired:  # any page still open on them (its process could not keep it alive) goes to /login
         end_sessions(login_room(key))
     if expired:
         log.info("ended %d logins unused for %d hours", len(expired), team.settings.session_hours)

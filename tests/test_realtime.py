@@ -350,21 +350,30 @@ def test_logout_on_one_process_ends_the_login_on_the_other_and_closes_its_socket
             listener.close()
 
 
-def test_a_login_unused_for_session_hours_has_its_sockets_closed_at_the_prune(app, clock):
+def open_pages(app, clock, session_hours: int, *names: str):
+    """The team, with logins lasting ``session_hours`` on ``clock``, and a logged-in page per name:
+    (its HTTP client, its Socket.IO client)."""
     from conftest import login
 
-    from shetphone import realtime
     from shetphone.store import Logins
 
     team = app.extensions["shetphone"]
-    team.store.logins = Logins(team.store.database, session_hours=12, clock=clock)
-    socketio_server = app.extensions["socketio"]
-    idle_http, busy_http = app.test_client(), app.test_client()
-    login(idle_http, "alice")
-    login(busy_http, "bob")
-    idle = socketio_server.test_client(app, flask_test_client=idle_http)
-    busy = socketio_server.test_client(app, flask_test_client=busy_http)
-    assert idle.is_connected() and busy.is_connected()
+    team.store.logins = Logins(team.store.database, session_hours=session_hours, clock=clock)
+    pages = []
+    for name in names:
+        http = app.test_client()
+        login(http, name)
+        socket = app.extensions["socketio"].test_client(app, flask_test_client=http)
+        assert socket.is_connected()
+        pages.append((http, socket))
+    return team, pages
+
+
+def test_a_login_unused_for_session_hours_has_its_sockets_closed_at_the_prune(app, clock):
+    from shetphone import realtime
+
+    team, [(idle_http, idle), (busy_http, busy)] = open_pages(app, clock, 12, "alice", "bob")
+    # No keep-alive ran for alice's page (its process could not reach the database, say).
     clock.advance(hours=11)
     assert busy_http.get("/token").status_code == 200  # bob's page is in use
     clock.advance(hours=1, seconds=1)
@@ -373,3 +382,58 @@ def test_a_login_unused_for_session_hours_has_its_sockets_closed_at_the_prune(ap
     assert not idle.is_connected()
     assert busy.is_connected()
     assert idle_http.get("/token").status_code == 401
+
+
+def test_housekeeping_does_each_chore_when_due_and_goes_on_past_one_that_fails(caplog):
+    from shetphone.realtime import Chore, housekeeping_round
+
+    done: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("no database")
+
+    chores = [Chore("often", 1.0, lambda: done.append("often")), Chore("broken", 10.0, broken),
+              Chore("later", 5.0, lambda: done.append("later"), due_at=5.0)]
+    rounds = [housekeeping_round(chores, now) for now in (0.0, 1.0, 4.5, 5.0, 10.0)]
+    # Each is next due an interval after it last ran: "often", run at 4.5, waits till 5.5.
+    assert rounds == [["often", "broken"], ["often"], ["often"], ["later"], ["often", "broken", "later"]]
+    assert done == ["often", "often", "often", "later", "often", "later"]
+    assert caplog.text.count("housekeeping: broken failed; trying again in 10 s") == 2
+
+
+def test_housekeeping_keeps_an_open_page_logged_in_past_session_hours(app, clock):
+    from shetphone import realtime
+
+    team, [(open_http, open_page), (closed_http, closed_page)] = open_pages(app, clock, 1, "alice", "bob")
+    closed_page.disconnect()
+    with app.app_context():
+        chores = realtime.housekeeping_chores(team, now=0.0)
+        for minute in range(181):  # three hours, a round a minute (time on the monotonic clock and the wall)
+            assert ("prune" in realtime.housekeeping_round(chores, now=minute * 60.0)) == (minute % 60 == 0)
+            clock.advance(minutes=1)
+    assert open_page.is_connected()
+    assert open_http.get("/token").status_code == 200
+    assert closed_http.get("/token").status_code == 401
+
+
+def test_an_open_page_keeps_its_login_though_it_sends_no_request(app, clock):
+    """A phone left open all day is in use: with a token_ttl over session_hours it asks nothing for hours."""
+    from shetphone import realtime
+    from shetphone.store import login_key
+
+    team, [(open_http, open_page), (closed_http, closed_page)] = open_pages(app, clock, 1, "alice", "bob")
+    closed_page.disconnect()
+    open_page.get_received()
+    with app.app_context():
+        for _ in range(24):  # a day of housekeeping rounds, far apart, and never a request
+            clock.advance(seconds=realtime.OPEN_PAGES_INTERVAL * 2)
+            assert realtime.keep_open_pages_logged_in(team) == 1
+            realtime._prune_logins(team)
+    assert open_page.is_connected()
+    assert "session_ended" not in [event["name"] for event in open_page.get_received()]
+    assert open_http.get("/token").status_code == 200
+    assert closed_http.get("/token").status_code == 401
+    with open_http.session_transaction() as cookie:
+        key = login_key(cookie["login_id"])
+    assert team.store.logins.keep_alive([key]) == 0  # just written by the /token above: nothing to do
+
