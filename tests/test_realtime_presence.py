@@ -129,9 +129,23 @@ def start_uwsgi(files, logs) -> tuple[LiveServer, Process]:
     return server, process
 
 
+class OneConnectionPerRequest(requests.adapters.HTTPAdapter):
+    """A new connection for every request. uWSGI's http-socket (behind nginx in production) closes each
+    connection after its response without saying so, and a pooled connection taken again before its FIN
+    arrives meets a reset; asking for ``Connection: close`` does not keep urllib3 from pooling it."""
+
+    def send(self, request, **kwargs):
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            self.close()  # the pool's idle connections; a response being streamed keeps its own
+
+
 def without_keep_alive() -> requests.Session:
     session = requests.Session()
-    session.headers["Connection"] = "close"  # uWSGI's http-socket (behind nginx in production) closes anyway
+    session.headers["Connection"] = "close"
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, OneConnectionPerRequest())
     return session
 
 
