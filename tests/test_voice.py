@@ -214,6 +214,25 @@ def test_status_callback_emits_to_the_numbers_room_only(app, client, twilio_post
     assert alice.get_received() == []
 
 
+HUGE = "99999999999999999999"  # no database column holds it
+
+
+def test_a_callback_with_numbers_too_large_to_store_is_still_recorded(app, client, twilio_post, caplog):
+    twilio_post("/voice", {**INBOUND, "To": "+441595000001"})
+    child = {"CallSid": "CA" + "3" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "completed",
+             "SequenceNumber": HUGE, "CallDuration": HUGE, "From": INBOUND["From"], "To": "client:alice"}
+    assert twilio_post("/voice/status", child).status_code == 204
+    recording = {**INBOUND, "RecordingSid": "RE" + "4" * 32, "RecordingStatus": "completed",
+                 "RecordingDuration": HUGE, "RecordingUrl": "https://api.twilio.com/RE4"}
+    assert twilio_post("/voice/recording", recording).status_code == 204
+    assert not [record for record in caplog.records if record.exc_info]
+
+    login(client, "alice")
+    (call,) = client.get("/calls").get_json()["calls"]
+    assert call["call_sid"] == INBOUND["CallSid"] and call["status"] == "completed"
+    assert call["voicemail_url"] is not None
+
+
 def test_a_socket_without_a_session_is_refused(app, client):
     socketio = app.extensions["socketio"]
     anonymous = socketio.test_client(app, flask_test_client=client)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, abort, request, url_for
 
 from .. import current_team, realtime, ringing, stream_auth, twiml
-from ..callstate import call_status_event
+from ..callstate import call_status_event, int_or_none
 from ..dialing import DialRefused, plan_outbound_call
 from ..mail import Voicemail
 from ..presence import State
@@ -227,10 +227,7 @@ def recording():
     form = request.form
     if form.get("RecordingStatus", "completed") != "completed":
         return "", 204
-    try:
-        duration = int(form.get("RecordingDuration") or 0)
-    except ValueError:
-        duration = 0
+    duration = int_or_none(form.get("RecordingDuration")) or 0
     team = current_team()
     try:
         stored = team.store.calls.record_voicemail(
