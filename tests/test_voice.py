@@ -233,6 +233,17 @@ def test_a_callback_with_numbers_too_large_to_store_is_still_recorded(app, clien
     assert call["voicemail_url"] is not None
 
 
+@pytest.mark.parametrize(("caller", "to"), [("+447700900123", "+441595000001"), ("client:alice", "+441595123456")])
+def test_a_call_without_a_callsid_still_gets_its_twiml_and_is_not_logged(app, client, twilio_post, caller, to, caplog):
+    for _ in range(2):  # the team's number (voicemail at once: nobody's phone is started), or Mum from alice
+        root = twiml_of(twilio_post("/voice", {"From": caller, "To": to}))
+        assert root[0].tag in ("Say", "Dial")
+    assert [record.levelname for record in caplog.records if "without a CallSid" in record.getMessage()] == [
+        "WARNING", "WARNING"]
+    login(client, "alice")
+    assert client.get("/calls").get_json()["calls"] == []  # no row keyed "" gathering every such request
+
+
 def test_a_socket_without_a_session_is_refused(app, client):
     socketio = app.extensions["socketio"]
     anonymous = socketio.test_client(app, flask_test_client=client)
