@@ -253,8 +253,15 @@ def twilio_time(text: str | None) -> datetime | None:
         return None
 
 
+# Twilio's counts and seconds are small; anything beyond a 32-bit column (PostgreSQL's INTEGER,
+# and SQLite's 64-bit one before it) is not a count to keep, and would fail the whole write.
+LARGEST_COUNT = 2**31 - 1
+
+
 def int_or_none(text: str | None) -> int | None:
+    """A whole number from 0 to :data:`LARGEST_COUNT` in ``text``, else None."""
     try:
-        return int(text) if text not in (None, "") else None
+        number = int(text) if text not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and 0 <= number <= LARGEST_COUNT else None

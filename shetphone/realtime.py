@@ -176,8 +176,11 @@ def end_login(login_id: str) -> None:
 # ----------------------------------------------------------------------------- presence (SPEC §7)
 
 
-def _on_phone(data: Any = None) -> None:
-    """``phone {"ready": true|false}``: this browser's Device registered or unregistered."""
+def _on_phone(data: Any = None, *_extra: Any) -> None:
+    """``phone {"ready": true|false}``: this browser's Device registered or unregistered.
+
+    Arguments after the first are ignored: without ``*_extra`` a browser sending one
+    got a TypeError's traceback in the log for every event."""
     if not (isinstance(data, dict) and isinstance(data.get("ready"), bool)) or not current_user.is_authenticated:
         return  # not the event's shape: ignored, the connection stays
     team = _team()

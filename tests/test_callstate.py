@@ -82,6 +82,17 @@ def test_status_update_without_optional_fields() -> None:
     assert (update.sequence, update.duration, update.event_at, update.parent_call_sid) == (None, 0, None, None)
 
 
+@pytest.mark.parametrize("text", ["99999999999999999999", str(2**31), "-1", "1e5", "nan", " "])
+def test_a_number_no_column_can_hold_is_no_number(text: str) -> None:
+    update = callstate.status_update({"CallSid": "CA1", "CallStatus": "completed", "SequenceNumber": text,
+                                      "CallDuration": text})
+    assert (update.sequence, update.duration) == (None, 0)
+
+
+def test_the_largest_count_is_kept() -> None:
+    assert callstate.int_or_none(str(callstate.LARGEST_COUNT)) == callstate.LARGEST_COUNT
+
+
 @pytest.mark.parametrize("form", [{"CallStatus": "ringing"}, {"CallSid": "CA1", "CallStatus": "teleported"},
                                   {"CallSid": "CA1"}])
 def test_status_update_refuses_what_is_not_a_callback(form: dict) -> None:

@@ -206,6 +206,18 @@ def test_hot_reload_of_users_removal_closes_the_socket(server):
         bob.close()
 
 
+def test_a_phone_event_with_more_arguments_than_its_one_counts_its_first(app, caplog):
+    from conftest import browser_with_phone, login
+
+    browser = browser_with_phone(app, "alice", ready=False)
+    browser.emit("phone", {"ready": True}, "extra", 3)  # the handler raised TypeError: a traceback per event
+    assert browser.is_connected()
+    assert not [record for record in caplog.records if record.exc_info]
+    http = app.test_client()
+    login(http, "bob")
+    assert {"user": "alice", "state": "available"} in http.get("/team").get_json()["team"]
+
+
 def test_a_new_password_in_the_user_file_logs_that_user_out_everywhere(app, team_files):
     """However the file changed (`users add`, an editor): their logins end and their pages go to /login."""
     from conftest import htpasswd_line, login, settled

@@ -7,6 +7,7 @@ package; when its binaries are missing the tests fail, never skip).
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from itertools import count
@@ -183,6 +184,19 @@ def test_call_without_dial_children_takes_its_root_legs_status(calllog: CallLog)
     calllog.record_status(callback("CAdiscord", "completed", 2, CallDuration="33"))
     entry = only_call(calllog, [BOB_NUMBER])
     assert (entry["status"], entry["duration"], entry["missed"]) == ("completed", 33, False)
+
+
+def test_a_voicemail_of_an_unknown_call_is_dropped_with_one_line_and_a_repeat_in_silence(
+        calllog: CallLog, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shetphone")
+    assert calllog.record_voicemail("CAstranger", recording_sid="RE9", recording_url="https://x", duration=1) is None
+    (line,) = caplog.messages
+    assert "RE9" in line and "CAstranger" in line and "does not know" in line
+    open_inbound(calllog, "CAroot")
+    assert calllog.record_voicemail("CAroot", recording_sid="RE1", recording_url="https://x", duration=1) is not None
+    caplog.clear()
+    assert calllog.record_voicemail("CAroot", recording_sid="RE1", recording_url="https://x", duration=1) is None
+    assert caplog.messages == []  # Twilio's retry of one it already gave
 
 
 def test_unknown_calls_are_ignored(calllog: CallLog) -> None:

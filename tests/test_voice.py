@@ -214,6 +214,36 @@ def test_status_callback_emits_to_the_numbers_room_only(app, client, twilio_post
     assert alice.get_received() == []
 
 
+HUGE = "99999999999999999999"  # no database column holds it
+
+
+def test_a_callback_with_numbers_too_large_to_store_is_still_recorded(app, client, twilio_post, caplog):
+    twilio_post("/voice", {**INBOUND, "To": "+441595000001"})
+    child = {"CallSid": "CA" + "3" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "completed",
+             "SequenceNumber": HUGE, "CallDuration": HUGE, "From": INBOUND["From"], "To": "client:alice"}
+    assert twilio_post("/voice/status", child).status_code == 204
+    recording = {**INBOUND, "RecordingSid": "RE" + "4" * 32, "RecordingStatus": "completed",
+                 "RecordingDuration": HUGE, "RecordingUrl": "https://api.twilio.com/RE4"}
+    assert twilio_post("/voice/recording", recording).status_code == 204
+    assert not [record for record in caplog.records if record.exc_info]
+
+    login(client, "alice")
+    (call,) = client.get("/calls").get_json()["calls"]
+    assert call["call_sid"] == INBOUND["CallSid"] and call["status"] == "completed"
+    assert call["voicemail_url"] is not None
+
+
+@pytest.mark.parametrize(("caller", "to"), [("+447700900123", "+441595000001"), ("client:alice", "+441595123456")])
+def test_a_call_without_a_callsid_still_gets_its_twiml_and_is_not_logged(app, client, twilio_post, caller, to, caplog):
+    for _ in range(2):  # the team's number (voicemail at once: nobody's phone is started), or Mum from alice
+        root = twiml_of(twilio_post("/voice", {"From": caller, "To": to}))
+        assert root[0].tag in ("Say", "Dial")
+    assert [record.levelname for record in caplog.records if "without a CallSid" in record.getMessage()] == [
+        "WARNING", "WARNING"]
+    login(client, "alice")
+    assert client.get("/calls").get_json()["calls"] == []  # no row keyed "" gathering every such request
+
+
 def test_a_socket_without_a_session_is_refused(app, client):
     socketio = app.extensions["socketio"]
     anonymous = socketio.test_client(app, flask_test_client=client)

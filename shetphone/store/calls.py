@@ -308,10 +308,10 @@ class CallLog:
             "duration": int(duration),
         }
 
-        def work(conn: Connection) -> dict | None:
+        def work(conn: Connection) -> dict | bool | None:
             call = conn.execute(_CALL, {"call_sid": call_sid}).one_or_none()
             if call is None:
-                return None
+                return False  # told after the transaction: a retried one would say it twice
             stored = conn.execute(self._store_recording, {**row, "created_at": naive_utc(self._clock())}).first()
             if stored is None:
                 return None  # the same callback again (Twilio's retry)
@@ -326,7 +326,11 @@ class CallLog:
                 also(conn, facts)
             return facts
 
-        return self.database.write(work)
+        stored = self.database.write(work)
+        if stored is False:  # its /voice could not be logged, and a recording callback has no From or To to open it
+            log.warning("recording %s of call %s, which the call log does not know, dropped", recording_sid, call_sid)
+            return None
+        return stored
 
     def prune(self, batch: int = 1000) -> int:
         """Delete calls started more than ``keep_days`` ago, with their legs and recordings.

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -89,6 +90,11 @@ def api_login_required(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def csrf_error_as_json(error: CSRFError):
+    """A JSON route's answer to a missing or wrong CSRF token: the page's fetches read JSON, whatever went wrong."""
+    return jsonify(error=f"{error.description} Reload the page and try again."), 400
 
 
 def safe_next(target: str | None) -> str:

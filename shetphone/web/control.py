@@ -30,10 +30,11 @@ from ..store import StoreError
 from ..store.control import CallFacts, Queued
 from ..twilio_rest import TwilioRest, run_plan
 from . import voice
-from .auth import api_login_required
+from .auth import api_login_required, csrf_error_as_json
 
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__, url_prefix="/calls")
+bp.register_error_handler(CSRFError, csrf_error_as_json)
 
 MODES = ("cold", "warm")
 # The query parameter of a rung target's StatusCallback: its callbacks find their call by it,
@@ -92,12 +93,6 @@ def add(call_sid: str):
     if not isinstance(to, str):
         return _error(400, 'Send {"to": a teammate or a number}.')
     return _control(call_sid, lambda number: control.AddRequest(_destination(to, number)))
-
-
-@bp.errorhandler(CSRFError)
-def _csrf_missing(error: CSRFError):
-    # The page's fetches read JSON, whatever went wrong.
-    return _error(400, f"{error.description} Reload the page and try again.")
 
 
 def _body() -> dict:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 
 from .. import current_team, realtime
-from .auth import api_login_required
+from .auth import api_login_required, csrf_error_as_json
 
 bp = Blueprint("team", __name__)
+bp.register_error_handler(CSRFError, csrf_error_as_json)  # POST /me/dnd is the page's fetch
 
 
 @bp.get("/team")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, abort, request, url_for
 
 from .. import current_team, realtime, ringing, stream_auth, twiml
-from ..callstate import call_status_event
+from ..callstate import call_status_event, int_or_none
 from ..dialing import DialRefused, plan_outbound_call
 from ..mail import Voicemail
 from ..presence import State
@@ -131,6 +131,8 @@ def _ring(team: Team, target: NumberTarget, caller: str, number: str, call_sid: 
 def _missed_at_once(team: Team, call_sid: str, caller: str, number: str) -> None:
     """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
     so the log is told here, and the pages of the number (their recent calls) too."""
+    if not call_sid:  # not logged (_open_call said so): no call for the pages either
+        return
     try:
         team.store.calls.missed_at_once(call_sid)
     except StoreError as exc:
@@ -145,6 +147,9 @@ def _open_call(team: Team, call_sid: str, direction: str, number: str, caller: s
     """Log the call's start; False when the database could not."""
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
+    if not call_sid:  # every request without one would fold into one row keyed ""
+        log.warning("a call from %s to %s came without a CallSid: not logged", caller, called)
+        return True  # the database is well: presence is still asked
     try:
         team.store.calls.open_call(
             call_sid, direction=direction, number=number, from_=caller, to=called, client=client
@@ -227,10 +232,7 @@ def recording():
     form = request.form
     if form.get("RecordingStatus", "completed") != "completed":
         return "", 204
-    try:
-        duration = int(form.get("RecordingDuration") or 0)
-    except ValueError:
-        duration = 0
+    duration = int_or_none(form.get("RecordingDuration")) or 0
     team = current_team()
     try:
         stored = team.store.calls.record_voicemail(
