@@ -3,6 +3,7 @@
 // themselves stay outside Vue's reactivity.
 import { computed, ref } from 'vue'
 import { displayNumber } from './number.js'
+import { describeError } from './phone.js'
 
 const STATUS_WORDS = {
   queued: (who) => `Calling ${who}…`,
@@ -24,6 +25,14 @@ export function formatDuration(ms) {
   const hours = Math.floor(minutes / 60)
   const mmss = `${minutes % 60}:${String(seconds % 60).padStart(2, '0')}`
   return hours ? `${hours}:${mmss.padStart(5, '0')}` : mmss
+}
+
+// Why a call could not start or failed: the words the phone uses for a refused microphone or an
+// unreachable Twilio (the SDK's own text is for developers), else the SDK's explanation.
+function callProblem(what, error) {
+  const problem = describeError(error)
+  if (problem.kind !== 'other') return `${what}. ${problem.message}`
+  return `${what}: ${(error && (error.explanation || error.message)) || error || 'unknown error'}`
 }
 
 function protectCall(event) {
@@ -64,7 +73,7 @@ export function useCalls({ labelFor, showBanner }) {
     try {
       follow(await connect())
     } catch (error) {
-      finish(`The call could not start: ${(error && error.message) || error}`)
+      finish(callProblem('The call could not start', error))
     }
   }
 
@@ -89,7 +98,7 @@ export function useCalls({ labelFor, showBanner }) {
       ended: current(() => finish('Call ended')),
       cancelled: current(() => finish('The caller hung up')),
       rejected: current(() => finish('Call rejected')),
-      failed: current((error) => finish(`The call failed: ${(error && (error.explanation || error.message)) || 'unknown error'}`)),
+      failed: current((error) => finish(callProblem('The call failed', error))),
       reconnecting: current(() => {
         call.value.reconnecting = true
         showBanner('warn', 'The call lost its connection. Reconnecting…', 0)

@@ -128,6 +128,8 @@ export class Phone {
     this.retries = 0
     this.retryTimer = null
     this.registrationTimer = null
+    this.tokenRetries = 0
+    this.tokenRetryTimer = null
   }
 
   setState(state, message = '') {
@@ -250,6 +252,9 @@ export class Phone {
     const device = this.device
     this.device = null
     clearTimeout(this.registrationTimer)
+    clearTimeout(this.tokenRetryTimer)
+    this.tokenRetryTimer = null
+    this.tokenRetries = 0
     this.setRegistered(false) // a new Device is not registered until it says so
     if (!device) return
     device.removeAllListeners()
@@ -261,13 +266,34 @@ export class Phone {
     }
   }
 
+  // A new token before the old one runs out. Asked again and again while it fails (the server
+  // restarting, the network down): asked once, a phone open all day would lose its token for good.
   async refreshToken() {
+    clearTimeout(this.tokenRetryTimer)
+    this.tokenRetryTimer = null
     try {
       const grant = await fetchToken()
+      if (!this.device) return
       this.device.updateToken(grant.token)
+      const retried = this.tokenRetries > 0
+      this.tokenRetries = 0
+      // The failed refresh was the only trouble: the Device stayed registered all along.
+      if (retried && this.state === 'error' && this.device.state === 'registered') this.setState('ready')
     } catch (error) {
-      this.fail(error)
+      if (this.fail(error).kind !== 'logged-out') this.scheduleTokenRetry()
     }
+  }
+
+  scheduleTokenRetry() {
+    if (this.tokenRetryTimer || !this.device) return
+    const delay = RETRY_DELAYS_MS[Math.min(this.tokenRetries, RETRY_DELAYS_MS.length - 1)]
+    this.tokenRetries += 1
+    this.tokenRetryTimer = setTimeout(() => this.refreshToken(), delay)
+  }
+
+  // Our server is back (its socket reconnected): a token refresh waiting to be retried goes now.
+  serverBack() {
+    if (this.tokenRetryTimer && this.device) this.refreshToken()
   }
 
   async connect(to, callerId) {

@@ -87,6 +87,36 @@ def test_an_invalid_or_forbidden_number_disables_call(open_dialer):
     expect(call).to_be_enabled()
 
 
+def test_enter_on_a_number_that_cannot_be_called_says_why_on_the_status_line(open_dialer):
+    page = open_dialer()
+    number = page.get_by_label("Phone number")
+    status = page.get_by_role("status")  # the live region screen readers hear; the problem under the field is not
+    number.fill("12345")
+    number.press("Enter")
+    expect(status).to_have_text("Cannot call this number. Not a valid phone number in United Kingdom.")
+    number.press("6")  # typing on: the refusal was for the number as it was
+    expect(status).to_have_text("")
+    number.fill("+33 1 23 45 67 89")
+    page.locator("body").press("Enter")  # Enter anywhere on the page dials too
+    expect(status).to_have_text("Cannot call this number. Calls to France are not allowed.")
+    assert connects(page) == []
+
+
+def test_deleting_the_last_digit_with_its_button_leaves_the_focus_in_the_field(open_dialer):
+    page = open_dialer()
+    number = page.get_by_label("Phone number")
+    number.fill("01")
+    delete = page.get_by_role("button", name="Delete last digit")
+    delete.focus()
+    page.keyboard.press("Enter")
+    expect(number).to_have_value("0")
+    expect(delete).to_be_focused()
+    page.keyboard.press("Enter")  # the button goes with the last digit
+    expect(number).to_have_value("")
+    expect(delete).to_have_count(0)
+    expect(number).to_be_focused()
+
+
 def test_the_keypad_enters_the_number_and_call_dials_it(open_dialer):
     page = open_dialer(viewport=PHONE)
     start_phone(page)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pytest
 import requests
 from playwright.sync_api import expect
 
-from browser.browser_helpers import MANIFEST, PHONE, ROOT, fake_log, screenshot, start_phone
+from browser.browser_helpers import MANIFEST, PHONE, ROOT, answered_call, fake_log, screenshot, start_phone
 from shetphone.web.assets import ENTRIES, Manifest
 
 pytestmark = pytest.mark.browser
@@ -56,6 +57,77 @@ def test_keyboard_alone_starts_dials_mutes_and_hangs_up(open_dialer):
     page.keyboard.press("Enter")
     expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
     assert len(fake_log(page, "device.connect")) == 1 and len(fake_log(page, "call.disconnect")) == 1
+
+
+def test_the_keyboard_lands_on_the_call_then_back_on_the_number(open_dialer):
+    """The Call, Accept and Hang up buttons go with their press: the focus must not fall to the page's body."""
+    page = open_dialer()
+    start_phone(page)
+    number = page.get_by_label("Phone number")
+    page.keyboard.type("01595123456")
+    page.keyboard.press("Enter")
+    panel = page.get_by_role("group", name="Outgoing call Mum")
+    expect(panel).to_be_focused()
+    page.keyboard.type("1#")  # the keypad, from the keyboard, where the focus landed
+    expect(page.get_by_test_id("digits-sent")).to_have_text("1#")
+    page.get_by_role("button", name="Hang up").focus()
+    page.keyboard.down("Enter")  # held down: the first press hangs up ...
+    expect(number).to_be_focused()
+    page.keyboard.down("Enter")  # ... and its repeat, now in the number field, does not dial again
+    page.keyboard.up("Enter")
+    expect(page.get_by_role("button", name="Call", exact=True)).to_be_visible()
+    assert len(fake_log(page, "device.connect")) == 1
+
+    page.locator("body").click()
+    page.evaluate("() => window.__fakeDevice.incoming({From: '+441595123456'})")
+    expect(page.get_by_role("button", name="Accept")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("group", name="Incoming call Mum")).to_be_focused()
+    page.keyboard.press("m")
+    expect(page.get_by_role("button", name="Unmute")).to_be_visible()
+
+
+def test_a_call_ringing_while_a_number_is_typed_takes_neither_the_focus_nor_the_keys(open_dialer):
+    page = open_dialer()
+    start_phone(page)
+    number = page.get_by_label("Phone number")
+    number.click()
+    page.keyboard.type("0159")
+    page.evaluate("() => window.__fakeDevice.incoming({From: '+447700900123'})")
+    expect(page.get_by_role("alert").filter(has_text="Incoming call")).to_be_visible()
+    expect(number).to_be_focused()
+    page.keyboard.type("5123456")
+    expect(number).to_have_value("01595 123456")
+    assert fake_log(page, "call.accept") == []
+    page.get_by_role("button", name="Reject").click()
+
+
+def test_a_focused_button_in_a_scrolling_list_shows_its_whole_ring(open_dialer, server):
+    """On a wide screen the presets and recent calls scroll inside their cards, which clips what is
+    outside them: a focused button's ring (outline and offset) must fit inside."""
+    answered_call(server, "CA" + "9" * 32, caller="+441595123456", called="+441595000001", seconds=12)
+    page = open_dialer()
+    for name in ["Call Mum, +44 1595 123456", re.compile(r"^Call back: Mum")]:
+        button = page.get_by_role("button", name=name).first
+        button.focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # from the keyboard: the ring is :focus-visible
+        expect(button).to_be_focused()
+        ring, clip = page.evaluate("""() => {
+            const button = document.activeElement, style = getComputedStyle(button);
+            if (style.outlineStyle === 'none') return [null, null];
+            const grow = parseFloat(style.outlineWidth) + parseFloat(style.outlineOffset);
+            const box = button.getBoundingClientRect();
+            let scroller = button.parentElement;
+            while (scroller && getComputedStyle(scroller).overflowY === 'visible') scroller = scroller.parentElement;
+            const area = scroller.getBoundingClientRect();
+            const left = area.left + scroller.clientLeft, top = area.top + scroller.clientTop;
+            return [[box.left - grow, box.top - grow, box.right + grow, box.bottom + grow],
+                    [left, top, left + scroller.clientWidth, top + scroller.clientHeight]];
+        }""")
+        assert ring is not None, f"{name}: no focus ring"
+        left, top, right, bottom = ring
+        assert left >= clip[0] and top >= clip[1] and right <= clip[2] and bottom <= clip[3], (name, ring, clip)
 
 
 def test_a_phone_screen_shows_everything_without_sideways_scrolling(open_dialer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from browser.browser_helpers import LiveServer, make_team_files, screenshot, start_server
+from browser.browser_helpers import LiveServer, make_team_files, screenshot, start_phone, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -39,6 +39,25 @@ def test_no_microphone_is_said_in_words(open_dialer):
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_test_id("phone-error")).to_contain_text("No microphone")
     assert page.evaluate("window.__fakeDevice.devices.length") == 0
+
+
+def test_a_microphone_refused_when_a_call_starts_or_during_it_is_said_in_words(open_dialer):
+    page = open_dialer()
+    start_phone(page)
+    page.evaluate("""() => {
+        const denied = new DOMException('Permission denied', 'NotAllowedError');
+        window.__fakeDevice.device.connect = async () => { throw denied };
+    }""")
+    page.get_by_role("button", name="Call Mum, +44 1595 123456").click()
+    expect(page.locator("#call-status")).to_have_text(
+        "The call could not start. No microphone: allow this page to use a microphone, or plug one in.")
+    page.evaluate("() => { delete window.__fakeDevice.device.connect }")  # the fake's own again, from its class
+    page.get_by_role("button", name="Call Mum, +44 1595 123456").click()
+    expect(page.get_by_role("button", name="Hang up")).to_be_visible()
+    page.evaluate("""() => window.__fakeDevice.lastCall.emit('error', {code: 31401, name: 'PermissionDeniedError',
+        message: 'PermissionDeniedError (31401): The browser or end-user denied permissions to user media.'})""")
+    expect(page.locator("#call-status")).to_have_text(
+        "The call failed. No microphone: allow this page to use a microphone, or plug one in.")
 
 
 @pytest.fixture(scope="module")

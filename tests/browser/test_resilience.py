@@ -78,6 +78,28 @@ def test_a_lost_server_shows_reconnecting_then_reconnected(open_dialer, server):
     expect(shell).to_have_attribute("data-realtime", "reconnected")
 
 
+def test_a_token_refresh_lost_to_a_server_restart_is_retried_and_the_number_typed_is_kept(open_dialer, server):
+    page = open_dialer()
+    start_phone(page)
+    number = page.get_by_label("Phone number")
+    number.click()
+    page.keyboard.type("01595 12")
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    expect(page.get_by_role("alert")).to_contain_text("Reconnecting")
+    page.evaluate("() => window.__fakeDevice.device.emit('tokenWillExpire')")  # while the server is down
+    expect(page.get_by_test_id("phone-error")).to_contain_text("Shetphone’s server cannot be reached")
+    page.keyboard.type("34")  # the person types on meanwhile
+    server.process = start_server(server.files, port=port).process
+    expect(page.get_by_role("alert")).to_contain_text("Reconnected", timeout=20000)
+    # The token is fetched again (at once, the server being back), and the phone says it is Ready again.
+    expect(page.get_by_test_id("phone-state")).to_have_text("Ready")
+    tokens = fake_log(page, "device.updateToken")
+    assert len(tokens) == 1 and tokens[0]["token"].count(".") == 2
+    expect(number).to_have_value("01595 1234")
+    expect(number).to_be_focused()
+
+
 def test_a_socket_the_server_refuses_sends_the_page_to_the_login_page(open_dialer, server):
     page = open_dialer()
     expect(page.locator(".shell")).to_have_attribute("data-realtime", "connected")

@@ -5,6 +5,8 @@ Screenshots of both themes, at phone and desktop sizes, go to test-output/screen
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -97,3 +99,46 @@ def test_light_wins_over_a_dark_system_until_system_is_chosen_again(open_dialer)
     assert theme_cookie(page) is None
     page.emulate_media(color_scheme="light")
     assert shown_theme(page) == "light"
+
+
+def luminance(rgb: list[int]) -> float:
+    channels = [c / 255 for c in rgb]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: list[int], other: list[int]) -> float:
+    lighter, darker = sorted([luminance(one), luminance(other)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["Light", "Dark"])
+def test_the_focused_theme_choice_shows_a_ring_that_stands_out_from_its_fill(open_dialer, theme):
+    """The arrow keys choose as they move, so the focused segment is always the chosen, teal one: its ring
+    must differ by 3:1 (WCAG 1.4.11) from what it is drawn against. Read from the pixels, as a person sees it."""
+    page = open_dialer()
+    choice = page.get_by_role("radio", name=theme)
+    choice.check()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowLeft")  # back, from the keyboard: the ring is :focus-visible
+    expect(choice).to_be_focused()
+    segment = page.locator("label.segment.chosen")
+    outline = segment.evaluate("(label) => getComputedStyle(label).outlineColor")
+    focus = [int(part) for part in re.findall(r"\d+", outline)][:3]
+    png = segment.screenshot(animations="disabled")
+    # The middle row of the segment's pixels, decoded by the browser itself.
+    row = page.evaluate("""async (bytes) => {
+        const image = await createImageBitmap(new Blob([new Uint8Array(bytes)], {type: 'image/png'}));
+        const canvas = new OffscreenCanvas(image.width, image.height);
+        const context = canvas.getContext('2d');
+        context.drawImage(image, 0, 0);
+        const data = context.getImageData(0, Math.floor(image.height / 2), image.width, 1).data;
+        const pixels = [];
+        for (let i = 0; i < data.length; i += 4) pixels.push([data[i], data[i + 1], data[i + 2]]);
+        return pixels;
+    }""", list(png))
+    is_ring = [max(abs(a - b) for a, b in zip(pixel, focus, strict=True)) <= 8 for pixel in row]
+    assert any(is_ring), f"no pixel of the focus colour {focus} on the segment"
+    start = is_ring.index(True)
+    inside = next(pixel for pixel, ring in zip(row[start:], is_ring[start:], strict=True) if not ring)
+    assert contrast(focus, inside) >= 3, f"the ring {focus} against {inside}: {contrast(focus, inside):.2f}:1"
