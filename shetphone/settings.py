@@ -462,17 +462,32 @@ KEYED_SECTIONS = {row.section for row in KEYS}
 # --------------------------------------------------------------------------- reading the ini
 
 
+def read_utf8(path: Path) -> str:
+    """A text file, without the byte-order mark some editors write first (configparser would take it for
+    a key); :class:`ConfigError` names the line of a byte that is not UTF-8. FileNotFoundError is the caller's."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        what = f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        raise ConfigError(path, "", what, line) from None
+
+
 class _Ini:
     """A parsed ini file that remembers on which line each section and key stands."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_utf8(path)
         except FileNotFoundError:
             raise ConfigError(path, "", "file not found (copy shetphone.ini.example to start)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(path, "", f"cannot be read: {exc}") from None
         parser = configparser.ConfigParser(
             interpolation=None,
             inline_comment_prefixes=(";", "#"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
 
-from .settings import CLIENT_NAME, ConfigError
+from .settings import CLIENT_NAME, ConfigError, read_utf8
 
 ACCEPTED = (
     (re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$"), "bcrypt"),
@@ -109,13 +109,9 @@ def _parse_entries(text: str, path: Path) -> Users:
 def _read(path: Path) -> str:
     """The file's text ("" when there is none yet), or :class:`ConfigError` saying why it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
+        return read_utf8(path)
     except FileNotFoundError:
         return ""
-    except UnicodeDecodeError:
-        raise ConfigError(path, "", "is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from None
 
 
 def load_users(path: Path) -> Users:

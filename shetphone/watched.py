@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from .settings import ConfigError
+from .settings import ConfigError, read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,9 @@ class WatchedFile(Generic[T]):
 
     def _read(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8")
+            return read_utf8(self.path)
         except FileNotFoundError:
             raise ConfigError(self.path, "", "file not found") from None
-        except UnicodeDecodeError:
-            raise ConfigError(self.path, "", "is not UTF-8 text") from None
-        except OSError as exc:
-            raise ConfigError(self.path, "", f"cannot be read: {exc.strerror}") from None
 
     def _load_first(self) -> tuple[Stamp | None, T]:
         stamp = self._stamp_now()

@@ -223,6 +223,33 @@ def test_missing_ini_file(team_files):
     assert str(error_for(team_files)) == f"{team_files.ini}: file not found (copy shetphone.ini.example to start)"
 
 
+def test_a_byte_order_mark_is_not_a_key(team_files):
+    # Notepad's "UTF-8" puts a BOM first; configparser alone took it for a key before any section.
+    team_files.ini.write_text("\ufeff" + team_files.ini.read_text(), encoding="utf-8")
+    assert load(team_files).public_url == PUBLIC_URL
+
+
+def test_windows_line_endings_read_like_unix_ones(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds")
+    team_files.ini.write_bytes(team_files.ini.read_bytes().replace(b"\n", b"\r\n"))
+    settings = load(team_files)
+    assert settings.ring_timeout == 30 and settings.public_url == PUBLIC_URL
+    assert settings.numbers["+441595000001"].clients == ("alice", "bob")
+
+
+def test_a_byte_that_is_not_utf8_names_its_line(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nvoicemail_greeting = Hall\xf6")
+    line = line_of(team_files, "voicemail_greeting")
+    team_files.ini.write_bytes(team_files.ini.read_text().encode("latin-1"))
+    assert str(error_for(team_files)) == f"{team_files.ini}:{line}: byte 0xf6 is not UTF-8; save the file as UTF-8"
+
+
+def test_an_ini_that_is_a_directory_is_one_line(team_files):
+    team_files.ini.unlink()
+    team_files.ini.mkdir()
+    assert str(error_for(team_files)) == f"{team_files.ini}: cannot be read: Is a directory"
+
+
 def test_garbage_line(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nthis is not a setting")
     error = error_for(team_files)

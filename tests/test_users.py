@@ -189,16 +189,18 @@ def _latin_1(path):
     path.write_bytes(f"alice:{apr_md5_crypt.hash('a-pass')}\nj\xf6rg:{apr_md5_crypt.hash('j-pass')}\n".encode("latin-1"))
 
 
-@pytest.mark.parametrize(("make", "what"), [(_a_directory, "cannot be read: Is a directory"),
-                                            (_latin_1, "is not UTF-8 text")], ids=["directory", "latin-1"])
+@pytest.mark.parametrize(("make", "after_path"), [
+    (_a_directory, ": cannot be read: Is a directory"),
+    (_latin_1, ":2: byte 0xf6 is not UTF-8; save the file as UTF-8"),
+], ids=["directory", "latin-1"])
 @pytest.mark.parametrize("command", [load_users, lambda path: set_password(path, "bob", "b password"),
                                      lambda path: remove_user(path, "alice")], ids=["list", "add", "remove"])
-def test_a_file_that_cannot_be_read_is_one_line_for_the_admin_commands(tmp_path, make, what, command):
+def test_a_file_that_cannot_be_read_is_one_line_for_the_admin_commands(tmp_path, make, after_path, command):
     path = tmp_path / ".htpasswd"
     make(path)
     with pytest.raises(ConfigError) as caught:
         command(path)
-    assert str(caught.value) == f"{path}: {what}"
+    assert str(caught.value) == f"{path}{after_path}"
 
 
 def test_a_file_in_a_missing_directory_is_one_line(tmp_path):
