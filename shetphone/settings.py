@@ -17,6 +17,7 @@ number) is the domain's (``dialing``, ``directory``).
 from __future__ import annotations
 
 import configparser
+import io
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from . import phone_numbers
 
@@ -748,7 +750,15 @@ def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> di
     merged: dict[str, str] = {}
     dotenv = root / ".env"
     if dotenv.is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        text = read_utf8(dotenv)
+        # python-dotenv skips a line it cannot parse with a warning naming no file: a variable
+        # lost that way would show up later as "Twilio is not configured", far from its typo.
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                written = binding.original.string
+                line = binding.original.line + written[: len(written) - len(written.lstrip())].count("\n")
+                raise ConfigError(dotenv, "", "is not NAME=value (nor a # comment)", line)
+        merged.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
     merged.update(os.environ if environ is None else environ)
     return merged
 

@@ -114,6 +114,23 @@ def test_environment_wins_over_dotenv(team_files):
     assert settings.discord_bot_token == "from-dotenv"
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_dotenv_line_that_is_not_name_equals_value_names_its_line(team_files, newline):
+    lines = ["# Twilio", "TWILIO_APP_SID=APfromdotenv", "", "DISCORD_BOT_TOKEN from-dotenv", "OTHER=1"]
+    (team_files.root / ".env").write_bytes(newline.join(lines).encode() + newline.encode())
+    assert str(error_for(team_files)) == f"{team_files.root / '.env'}:4: is not NAME=value (nor a # comment)"
+
+
+def test_a_dotenv_that_is_not_utf8_names_its_line(team_files):
+    (team_files.root / ".env").write_bytes(b"TWILIO_APP_SID=AP1\nDISCORD_BOT_TOKEN=t\xf6ken\n")
+    assert str(error_for(team_files)) == f"{team_files.root / '.env'}:2: byte 0xf6 is not UTF-8; save the file as UTF-8"
+
+
+def test_a_dotenv_with_a_byte_order_mark_still_names_its_first_variable(team_files):
+    (team_files.root / ".env").write_text("\ufeffDISCORD_BOT_TOKEN=from-dotenv\r\n", encoding="utf-8")
+    assert load(team_files).discord_bot_token == "from-dotenv"
+
+
 def test_discord_bot_tokens_are_a_pool_and_a_single_token_is_a_pool_of_one(team_files):
     assert load(team_files).discord_bot_tokens == ()
     team_files.environ["DISCORD_BOT_TOKEN"] = "solo"
