@@ -210,6 +210,14 @@ def cli_app_for_broken_config(error: StartError) -> Flask:
         broken_db = AppGroup("db", help=db.help)
         broken_db.command("upgrade", help="Upgrade the database (once the configuration is fixed).")(report)
         app.cli.add_command(broken_db)
+        # .htpasswd is named by the ini: without it the users commands say why, not "No such command".
+        broken_users = AppGroup("users", help=users.help)
+        helps = {"add": "Add NAME or set a new password", "remove": "Remove NAME", "list": "List the user names"}
+        for name, what in helps.items():
+            broken_users.command(name, help=f"{what} (once the configuration is fixed).",
+                                 context_settings={"ignore_unknown_options": True})(
+                click.argument("arguments", nargs=-1, type=click.UNPROCESSED)(lambda arguments: report()))
+        app.cli.add_command(broken_users)
         return app
     register_commands(app, settings, error)
     return app

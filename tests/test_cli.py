@@ -159,6 +159,19 @@ def test_db_upgrade_with_a_broken_ini_says_what_is_wrong(team_files):
     ]
 
 
+def test_the_users_commands_with_a_broken_ini_say_what_is_wrong(team_files):
+    # The ini names .htpasswd; with it broken, "No such command 'users'" would send them looking elsewhere.
+    team_files.ini.write_text(team_files.ini.read_text().replace("ring_timeout = 20", "ring_timeout = never"))
+    before = team_files.htpasswd.read_text()
+    for args in (["list"], ["add", "dave"], ["remove", "bob"]):
+        result = flask(team_files, "users", *args, stdin="dave's password\ndave's password\n")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
+        ]
+    assert team_files.htpasswd.read_text() == before
+
+
 def test_users_remove_ends_that_users_logins(team_files):
     settings = load_settings(team_files.root, team_files.environ)
     store = Store(settings.database_url)
