@@ -615,7 +615,7 @@ def _number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
             outside.append(_e164(ini, SECTION_NUMBERS, number, item))
         elif LOOKS_LIKE_A_NUMBER.match(item):
             raise ini.error(SECTION_NUMBERS, number, f"{item!r} looks like a phone number: write outside phones in "
-                            "E.164, like +447911123401")
+                            "E.164, like +447400123456")
         else:
             clients.append(_client_name(ini, SECTION_NUMBERS, number, item))
     if len(set(clients)) != len(clients):
@@ -641,7 +641,7 @@ def _forward(ini: _Ini) -> dict[str, str]:
         _client_name(ini, SECTION_FORWARD, name, name)
         items = split_list(value)
         if len(items) != 1:
-            raise ini.error(SECTION_FORWARD, name, "names one phone number (E.164), like +447911123401")
+            raise ini.error(SECTION_FORWARD, name, "names one phone number (E.164), like +447400123456")
         forward[name] = _e164(ini, SECTION_FORWARD, name, items[0])
     return forward
 

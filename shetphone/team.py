@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import phone_numbers
 from .dialing import DialPolicy, DialRefused, check_destination
 from .directory import Directory
 from .lockout import Lockout
@@ -97,9 +98,14 @@ def check_phones_rung(settings: Settings, policy: DialPolicy) -> None:
         try:
             check_destination(phone, None, policy)
         except DialRefused as refused:
-            why = refused.reason.removeprefix("Sorry, ").rstrip(".")
-            raise settings.config_error(section, key, f"{phone} cannot be rung: {why} "
-                                        "(allowed_countries, allow_premium)") from None
+            region = phone_numbers.region_of(phone)
+            if region and region != phone_numbers.NON_GEOGRAPHIC and not policy.allows_region(region):
+                # Name the region: +447911 is Guernsey's and +447624 the Isle of Man's, not GB's.
+                listed = " ".join(sorted(policy.allowed_countries))
+                why = f"calls to {region} are not allowed (allowed_countries: {listed}; add {region} to ring it)"
+            else:
+                why = refused.reason.removeprefix("Sorry, ").rstrip(".") + " (allowed_countries, allow_premium)"
+            raise settings.config_error(section, key, f"{phone} cannot be rung: {why}") from None
 
 
 def mail_sender_for(settings: Settings, team: Team) -> MailSender:

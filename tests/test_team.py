@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import INI, browser_with_phone, csrf_token_from, login
+from conftest import INI, ROOT, browser_with_phone, csrf_token_from, login
 
 from shetphone import create_app
+from shetphone.dialing import DialPolicy
 from shetphone.settings import ConfigError, load_settings
+from shetphone.team import check_phones_rung
 
 
 def logged_in(app, name: str):
@@ -102,8 +104,22 @@ def test_a_forward_number_the_dialing_policy_refuses_stops_the_start_naming_its_
     with pytest.raises(ConfigError) as refused:
         create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
     line = team_files.ini.read_text().splitlines().index("bob = +447911123401") + 1
+    # The region is named: to the operator +447911 looks British.
     assert str(refused.value) == (f"{team_files.ini}:{line}: [shetphone:forward] bob: +447911123401 cannot be rung: "
-                                  "calls to that country are not allowed (allowed_countries, allow_premium)")
+                                  "calls to GG are not allowed (allowed_countries: GB US; add GG to ring it)")
+
+
+def test_the_examples_outside_phone_and_forward_number_pass_its_own_allowed_countries(tmp_path):
+    # The example ini shows them commented out; an operator who uncomments them must not be refused.
+    text = (ROOT / "shetphone.ini.example").read_text(encoding="utf-8")
+    outside = text.split("; (E.164) on the line: +441595000001 = admin alice ", 1)[1].split()[0]
+    forward = "alice = " + text.split("\n; alice = ", 1)[1].split()[0]
+    text = text.replace("\n+441595000001 = admin alice\n", f"\n+441595000001 = admin alice {outside}\n")
+    (tmp_path / "shetphone.ini").write_text(text.replace(f"\n; {forward}\n", f"\n{forward}\n"), encoding="utf-8")
+    settings = load_settings(tmp_path, {"SHETPHONE_SECRET_KEY": "k"})
+    assert settings.forward == {"alice": forward.split()[-1]}
+    assert settings.numbers["+441595000001"].outside_numbers == (outside,)
+    check_phones_rung(settings, DialPolicy.configured(settings.allowed_countries, settings.allow_premium, ()))
 
 
 def test_a_premium_rate_outside_phone_stops_the_start(team_files):
