@@ -15,6 +15,7 @@ from . import message_queue
 from .message_queue import MessageQueueUnavailable
 from .settings import KEYS, ConfigError, Key, Settings
 from .store import Store, StoreError, Upgrade, migrate
+from .team import names_not_in_htpasswd
 from .users import load_users, remove_user, set_password
 
 T = TypeVar("T")
@@ -114,6 +115,8 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
         for row in KEYS:
             click.echo("  " + key_in_force(s, row))
         click.echo(f"{s.htpasswd_path}: ok")
+        for warning in names_not_in_htpasswd(s, load_users(s.htpasswd_path)):
+            click.echo(f"Warning: {warning}", err=True)
         click.echo(f"{s.presets_path}: ok")
         try:
             click.echo(with_store(describe_database))

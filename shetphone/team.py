@@ -16,7 +16,7 @@ from .lockout import Lockout
 from .mail import MailSender, SmtpConfig, SmtpSender
 from .presence import Presence, browsers_for
 from .presets import Preset, parse_presets
-from .settings import SECTION_FORWARD, SECTION_NUMBERS, Settings
+from .settings import SECTION_CLIENTS, SECTION_EMAIL, SECTION_FORWARD, SECTION_NUMBERS, ConfigError, Settings
 from .store import Store
 from .twilio_rest import TwilioRest
 from .users import Users, parse_htpasswd
@@ -106,6 +106,19 @@ def check_phones_rung(settings: Settings, policy: DialPolicy) -> None:
             else:
                 why = refused.reason.removeprefix("Sorry, ").rstrip(".") + " (allowed_countries, allow_premium)"
             raise settings.config_error(section, key, f"{phone} cannot be rung: {why}") from None
+
+
+def names_not_in_htpasswd(settings: Settings, users: Users) -> list[ConfigError]:
+    """The map entries naming someone who is not in ``.htpasswd``: a typo there (``alicee``) rings, forwards or
+    mails nobody, silently. Warnings, not errors: a user may be listed before they are added."""
+    entries = [(SECTION_NUMBERS, number, client) for number, target in settings.numbers.items()
+               for client in target.clients]
+    entries += [(section, name, name) for section, names in ((SECTION_CLIENTS, settings.clients or {}),
+                                                              (SECTION_FORWARD, settings.forward),
+                                                              (SECTION_EMAIL, settings.email)) for name in names]
+    return [settings.config_error(section, key, f"{name} is not a user in {settings.htpasswd_path} (a typo? "
+                                  f"or add them: flask --app app users add {name})")
+            for section, key, name in entries if name not in users]
 
 
 def mail_sender_for(settings: Settings, team: Team) -> MailSender:

@@ -86,6 +86,19 @@ def test_check_config_reports_a_bad_htpasswd_and_users_add_still_works(team_file
     assert "plaintext is refused" in listed.stderr
 
 
+def test_check_config_warns_of_a_ring_group_member_who_is_not_a_user(team_files):
+    # A typo in [shetphone:numbers] rings nobody, silently; it is not an error (a user may come later).
+    text = team_files.ini.read_text()
+    team_files.ini.write_text(text.replace("+441595000001 = alice bob", "+441595000001 = alice bbo"))
+    written_at = team_files.ini.read_text().splitlines().index("+441595000001 = alice bbo") + 1
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning")] == [
+        f"Warning: {team_files.ini}:{written_at}: [shetphone:numbers] +441595000001: bbo is not a user in "
+        f"{team_files.htpasswd} (a typo? or add them: flask --app app users add bbo)"
+    ]
+
+
 def test_check_config_names_missing_twilio_variables(team_files):
     del team_files.environ["TWILIO_API_SECRET"]
     result = flask(team_files, "check-config")

@@ -9,7 +9,8 @@ from conftest import INI, ROOT, browser_with_phone, csrf_token_from, login
 from shetphone import create_app
 from shetphone.dialing import DialPolicy
 from shetphone.settings import ConfigError, load_settings
-from shetphone.team import check_phones_rung
+from shetphone.team import check_phones_rung, names_not_in_htpasswd
+from shetphone.users import parse_htpasswd
 
 
 def logged_in(app, name: str):
@@ -120,6 +121,25 @@ def test_the_examples_outside_phone_and_forward_number_pass_its_own_allowed_coun
     assert settings.forward == {"alice": forward.split()[-1]}
     assert settings.numbers["+441595000001"].outside_numbers == (outside,)
     check_phones_rung(settings, DialPolicy.configured(settings.allowed_countries, settings.allow_premium, ()))
+
+
+def test_every_map_section_entry_naming_someone_not_in_htpasswd_is_a_warning_with_its_line(team_files):
+    team_files.ini_template = (
+        INI.replace("+441595000004 = carol", "+441595000004 = carol gina")
+        .replace("carol = +441595000004", "frank = +441595000004")
+        .replace("[shetphone:bridge]", "[shetphone:forward]\ndave = +441595123456\n\n[shetphone:email]\n"
+                 "alice = a@example.test\nerin = e@example.test\n\n[shetphone:bridge]"))
+    team_files.write_ini()
+    settings = load_settings(team_files.root, team_files.environ)
+    users = parse_htpasswd(team_files.htpasswd.read_text(), team_files.htpasswd)
+    lines = team_files.ini.read_text().splitlines()
+    assert [(warning.line, warning.where) for warning in names_not_in_htpasswd(settings, users)] == [
+        (lines.index("+441595000004 = carol gina") + 1, "[shetphone:numbers] +441595000004"),
+        (lines.index("frank = +441595000004") + 1, "[shetphone:clients] frank"),
+        (lines.index("dave = +441595123456") + 1, "[shetphone:forward] dave"),
+        (lines.index("erin = e@example.test") + 1, "[shetphone:email] erin"),
+    ]
+    assert "gina is not a user in" in str(names_not_in_htpasswd(settings, users)[0])
 
 
 def test_a_premium_rate_outside_phone_stops_the_start(team_files):
