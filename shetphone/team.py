@@ -15,7 +15,7 @@ from .directory import Directory
 from .lockout import Lockout
 from .mail import MailSender, SmtpConfig, SmtpSender
 from .presence import Presence, browsers_for
-from .presets import Preset, parse_presets
+from .presets import HEADER, Preset, parse_presets
 from .settings import SECTION_CLIENTS, SECTION_EMAIL, SECTION_FORWARD, SECTION_NUMBERS, ConfigError, Settings
 from .store import Store
 from .twilio_rest import TwilioRest
@@ -67,8 +67,10 @@ def build_team(
     directory = Directory(settings.numbers, settings.clients)
     policy = DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers())
     check_phones_rung(settings, policy)
-    users = WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed)
-    presets = WatchedFile(settings.presets_path, parse_presets, on_presets_changed)
+    users = WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed,
+                        when_missing="add a user with `flask --app app users add NAME`")
+    presets = WatchedFile(settings.presets_path, parse_presets, on_presets_changed,
+                          when_missing=f"copy presets.csv.example, or for no presets write the line {','.join(HEADER)}")
     # the files first: they fail more often
     store = Store(settings.database_url, keep_days=settings.keep_days, session_hours=settings.session_hours)
     team = Team(

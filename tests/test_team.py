@@ -142,6 +142,19 @@ def test_every_map_section_entry_naming_someone_not_in_htpasswd_is_a_warning_wit
     assert "gina is not a user in" in str(names_not_in_htpasswd(settings, users)[0])
 
 
+def test_a_missing_htpasswd_or_presets_file_stops_the_start_saying_what_to_do(team_files):
+    team_files.presets.unlink()
+    with pytest.raises(ConfigError) as refused:
+        create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
+    assert str(refused.value) == (f"{team_files.presets}: file not found; copy presets.csv.example, or for no presets "
+                                  "write the line alias,country code,number")
+    team_files.htpasswd.unlink()
+    with pytest.raises(ConfigError) as refused:
+        create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
+    assert str(refused.value) == (f"{team_files.htpasswd}: file not found; add a user with "
+                                  "`flask --app app users add NAME`")
+
+
 def test_a_premium_rate_outside_phone_stops_the_start(team_files):
     team_files.ini_template = INI.replace("+441595000004 = carol", "+441595000004 = carol +449098790000")
     team_files.write_ini()

@@ -149,3 +149,16 @@ def test_a_byte_that_is_not_utf8_is_logged_with_its_line_and_the_last_good_versi
     with caplog.at_level(logging.ERROR):
         assert settled(watched) == [1]
     assert f"{path}:2: byte 0xf6 is not UTF-8; save the file as UTF-8; keeping the last good version" in caplog.text
+
+
+def test_a_missing_required_file_says_what_to_do_at_the_start_and_while_running(tmp_path, caplog):
+    path = tmp_path / "n.txt"
+    with pytest.raises(ConfigError) as caught:
+        WatchedFile(path, parse_numbers, when_missing="write one number per line")
+    assert str(caught.value) == f"{path}: file not found; write one number per line"
+    path.write_text("7\n")
+    watched = WatchedFile(path, parse_numbers, interval=0, when_missing="write one number per line")
+    path.unlink()
+    with caplog.at_level(logging.ERROR):
+        assert settled(watched) == [7]
+    assert f"{path}: file not found; write one number per line; keeping the last good version" in caplog.text
