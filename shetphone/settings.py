@@ -71,6 +71,7 @@ ANY_COUNTRY = "*"  # allowed_countries: every geographic region
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,120}$")
 SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
 LOOKS_LIKE_A_NUMBER = re.compile(r"^[0-9().-]{6,}$")  # an outside phone written without its +
+INDENTED_KEY = re.compile(r"^([A-Za-z0-9_+][A-Za-z0-9_.@+-]*)\s*[=:]")  # a key = value line, once stripped
 
 
 class ConfigError(Exception):
@@ -511,6 +512,23 @@ class _Ini:
             raise ConfigError(path, "", what, lineno) from None
         self.parser = parser
         self.lines = self._index(text)
+        self._refuse_indented_keys()
+
+    def _refuse_indented_keys(self) -> None:
+        """An indented ``key = value`` continues the value above (configparser's multi-line values): the key
+        is lost and the value above gets a line of garbage, reported against the wrong key, or not at all."""
+        for section in self.parser.sections():
+            if section in FOREIGN_SECTIONS:
+                continue
+            for key, value in self.parser.items(section, raw=True):
+                for offset, piece in enumerate(value.splitlines()[1:], start=1):
+                    looks_like = INDENTED_KEY.match(piece.strip())
+                    if looks_like and (section in MAP_SECTIONS or looks_like[1] in {row.name for row in KEYS}):
+                        line = self.lines.get((section, key))
+                        raise ConfigError(
+                            self.path, f"[{section}] {looks_like[1]}",
+                            f"is indented, so it continues the value of {key} above; remove the spaces before it",
+                            line + offset if line else None)
 
     @staticmethod
     def _index(text: str) -> dict[tuple[str, str | None], int]:

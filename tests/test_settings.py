@@ -267,6 +267,23 @@ def test_an_ini_that_is_a_directory_is_one_line(team_files):
     assert str(error_for(team_files)) == f"{team_files.ini}: cannot be read: Is a directory"
 
 
+@pytest.mark.parametrize(("old", "new", "where", "above"), [
+    ("ring_timeout = 20", "ring_timeout = 20\n    keep_days = 5", "[shetphone] keep_days", "ring_timeout"),
+    ("+441595000003 = echo", "  +441595000003 = echo", "[shetphone:numbers] +441595000003", "+441595000002"),
+])
+def test_an_indented_key_is_not_swallowed_by_the_value_above(team_files, old, new, where, above):
+    replace_in_ini(team_files, old, new)
+    error = error_for(team_files)
+    assert error.line == line_of(team_files, new.split("\n")[-1])
+    assert str(error) == f"{team_files.ini}:{error.line}: {where}: is indented, so it continues the value of {above} " \
+        "above; remove the spaces before it"
+
+
+def test_a_list_may_still_go_on_over_indented_lines(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = GB\n    IE, US")
+    assert load(team_files).allowed_countries == frozenset({"GB", "IE", "US"})
+
+
 def test_garbage_line(team_files):
     replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nthis is not a setting")
     error = error_for(team_files)
