@@ -17,6 +17,7 @@ number) is the domain's (``dialing``, ``directory``).
 from __future__ import annotations
 
 import configparser
+import difflib
 import io
 import logging
 import os
@@ -586,17 +587,31 @@ def _read_keys(ini: _Ini, cls: type, written: dict[tuple[str, str], str]) -> dic
     return values
 
 
+def _did_you_mean(name: str, known: set[str], shown: str = "{}") -> str:
+    """`` (did you mean X?)`` for a typo of a known name, else nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75) or [
+        k for k in sorted(known) if k.lower() == name.lower()]
+    return f" (did you mean {shown.format(close[0])}?)" if close else ""
+
+
 def _check_sections_and_keys(ini: _Ini) -> None:
+    sections = KEYED_SECTIONS | MAP_SECTIONS | FOREIGN_SECTIONS
     for section in ini.sections():
-        if section not in KEYED_SECTIONS | MAP_SECTIONS | FOREIGN_SECTIONS:
-            raise ini.error(section, None, "unknown section")
+        if section not in sections:
+            prefixed = f"{SECTION_MAIN}:{section}"  # [forward] for [shetphone:forward]
+            hint = _did_you_mean(prefixed if prefixed in sections else section, sections, "[{}]")
+            raise ini.error(section, None, "unknown section" + hint)
     if SECTION_MAIN not in ini.sections():
         raise ConfigError(ini.path, f"[{SECTION_MAIN}]", "section is missing")
     for section in KEYED_SECTIONS:
         known = {name for row in KEYS if row.section == section for name in (row.name, *row.old_names)}
         for name, _ in ini.items(section):
-            if name not in known:
-                raise ini.error(section, name, "unknown key")
+            if name in known:
+                continue
+            elsewhere = [row.section for row in KEYS if row.name == name]
+            if elsewhere:
+                raise ini.error(section, name, f"belongs in [{elsewhere[0]}], not in [{section}]")
+            raise ini.error(section, name, "unknown key" + _did_you_mean(name, known))
 
 
 def _e164(ini: _Ini, section: str, key: str, text: str) -> str:

@@ -209,6 +209,13 @@ def test_secret_key_is_generated_once_with_mode_0600(team_files):
          "[shetphone:bridge] call_from", "E.164"),
         ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = +441595000009",
          "[shetphone:bridge] call_from", "+441595000009 is not a number of [shetphone:numbers]"),
+        ("ring_timeout = 20", "ring_timeot = 20", "[shetphone] ring_timeot", "key (did you mean ring_timeout?)"),
+        ("ring_timeout = 20", "Ring_Timeout = 20", "[shetphone] Ring_Timeout", "(did you mean ring_timeout?)"),
+        ("ring_timeout = 20", "colour = blue", "[shetphone] colour", ": unknown key"),
+        ("ring_timeout = 20", "max_calls = 20", "[shetphone] max_calls", "belongs in [shetphone:bridge], not in"),
+        ("[shetphone:numbers]", "[shetphone:number]", "[shetphone:number]", "(did you mean [shetphone:numbers]?)"),
+        ("[shetphone:clients]", "[clients]", "[clients]", "unknown section (did you mean [shetphone:clients]?)"),
+        ("[shetphone]", "[Shetphone]", "[Shetphone]", "unknown section (did you mean [shetphone]?)"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):
