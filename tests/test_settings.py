@@ -6,7 +6,7 @@ import dataclasses
 import stat
 
 import pytest
-from conftest import INI, PUBLIC_URL, TeamFiles
+from conftest import INI, PUBLIC_URL, ROOT, TeamFiles
 
 from shetphone.dialing import DialPolicy
 from shetphone.directory import Directory
@@ -119,6 +119,11 @@ def test_a_dotenv_line_that_is_not_name_equals_value_names_its_line(team_files, 
     lines = ["# Twilio", "TWILIO_APP_SID=APfromdotenv", "", "DISCORD_BOT_TOKEN from-dotenv", "OTHER=1"]
     (team_files.root / ".env").write_bytes(newline.join(lines).encode() + newline.encode())
     assert str(error_for(team_files)) == f"{team_files.root / '.env'}:4: is not NAME=value (nor a # comment)"
+
+
+def test_the_example_dotenv_copied_as_it_is_reads(team_files):
+    (team_files.root / ".env").write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")
+    assert load(team_files).twilio.configured  # its empty values lose to the real environment's
 
 
 def test_a_dotenv_that_is_not_utf8_names_its_line(team_files):
