@@ -179,6 +179,9 @@ def redis_url(text: str, here: Path) -> str:
         parts.port  # noqa: B018  (urlsplit checks the port only when asked)
     except ValueError:
         raise Invalid(f"{text!r} has a port that is not a number") from None
+    if not re.fullmatch(r"/?[0-9]*", parts.path):
+        # redis-py reads /x, /0/1 or /queue as database 0 without a word: another process's 0, maybe.
+        raise Invalid(f"{text!r}: what follows the port must be a database number, like /0")
     return text
 
 

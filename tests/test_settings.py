@@ -392,6 +392,8 @@ def test_message_queue_takes_redis_and_rediss(team_files, queue):
         ("redis+unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
         ("redis://", "is not a redis:// or rediss:// URL"),
         ("redis://127.0.0.1:port/0", "port that is not a number"),
+        ("redis://127.0.0.1:6379/shetphone", "what follows the port must be a database number, like /0"),
+        ("redis://127.0.0.1:6379/0/1", "what follows the port must be a database number"),
     ],
 )
 def test_message_queue_that_socketio_or_the_lockout_cannot_use_is_one_line(team_files, queue, what):
