@@ -17,7 +17,8 @@ UWSGI_FAILED_APP = 22  # uWSGI's exit status for a worker whose app did not load
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve Shetphone with the built-in server.")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    # A string default goes through type=int too: a bad PORT is argparse's one line, not a traceback.
+    parser.add_argument("--port", type=int, default=os.environ.get("PORT", "5000"))
     parser.add_argument("--async-mode", choices=("gevent", "eventlet"), default="gevent")
     return parser.parse_args()
 
@@ -80,7 +81,12 @@ if ASYNC_MODE == "gevent_uwsgi":
     uwsgi.atexit = lambda: shut_down(app)
 
 if __name__ == "__main__":
-    from shetphone.serving import serve
+    from shetphone.serving import CannotListen, serve
 
-    print(f"Shetphone on http://{ARGS.host}:{ARGS.port}/ ({ASYNC_MODE})", flush=True)
-    serve(app, ARGS.host, ARGS.port, ASYNC_MODE, on_stop=lambda: shut_down(app))
+    try:
+        serve(app, ARGS.host, ARGS.port, ASYNC_MODE, on_stop=lambda: shut_down(app),
+              on_listening=lambda: print(f"Shetphone on http://{ARGS.host}:{ARGS.port}/ ({ASYNC_MODE})", flush=True))
+    except CannotListen as error:
+        print(f"shetphone: {error}", file=sys.stderr)
+        shut_down(app)
+        sys.exit(2)

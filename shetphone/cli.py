@@ -15,6 +15,7 @@ from . import message_queue
 from .message_queue import MessageQueueUnavailable
 from .settings import KEYS, ConfigError, Key, Settings
 from .store import Store, StoreError, Upgrade, migrate
+from .team import names_not_in_htpasswd
 from .users import load_users, remove_user, set_password
 
 T = TypeVar("T")
@@ -114,6 +115,8 @@ def register_commands(app: Flask, settings: Settings | None = None, error: Start
         for row in KEYS:
             click.echo("  " + key_in_force(s, row))
         click.echo(f"{s.htpasswd_path}: ok")
+        for warning in names_not_in_htpasswd(s, load_users(s.htpasswd_path)):
+            click.echo(f"Warning: {warning}", err=True)
         click.echo(f"{s.presets_path}: ok")
         try:
             click.echo(with_store(describe_database))
@@ -210,6 +213,14 @@ def cli_app_for_broken_config(error: StartError) -> Flask:
         broken_db = AppGroup("db", help=db.help)
         broken_db.command("upgrade", help="Upgrade the database (once the configuration is fixed).")(report)
         app.cli.add_command(broken_db)
+        # .htpasswd is named by the ini: without it the users commands say why, not "No such command".
+        broken_users = AppGroup("users", help=users.help)
+        helps = {"add": "Add NAME or set a new password", "remove": "Remove NAME", "list": "List the user names"}
+        for name, what in helps.items():
+            broken_users.command(name, help=f"{what} (once the configuration is fixed).",
+                                 context_settings={"ignore_unknown_options": True})(
+                click.argument("arguments", nargs=-1, type=click.UNPROCESSED)(lambda arguments: report()))
+        app.cli.add_command(broken_users)
         return app
     register_commands(app, settings, error)
     return app

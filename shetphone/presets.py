@@ -24,6 +24,14 @@ class Preset:
         return asdict(self)
 
 
+def _separator_hint(row: list[str]) -> str:
+    """A spreadsheet's "CSV" in many languages separates with semicolons (or tabs): say so, not just "1 field"."""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if len(row) == 1 and separator in row[0]:
+            return f" (its fields are separated by {name}: use commas)"
+    return ""
+
+
 def parse_presets(text: str, path: Path) -> tuple[Preset, ...]:
     """Parse the CSV; raise :class:`ConfigError` naming the first bad line."""
     rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
@@ -34,13 +42,14 @@ def parse_presets(text: str, path: Path) -> tuple[Preset, ...]:
         if not row or all(not cell.strip() for cell in row):
             continue
         cells = [cell.strip() for cell in row]
+        hint = _separator_hint(row)
         if not header_seen:
             if [cell.lower() for cell in cells] != HEADER:
-                raise ConfigError(path, "header", f"must be {','.join(HEADER)}, found {','.join(cells)}", line)
+                raise ConfigError(path, "header", f"must be {','.join(HEADER)}, found {','.join(cells)}{hint}", line)
             header_seen = True
             continue
         if len(cells) != 3:
-            raise ConfigError(path, "row", f"has {len(cells)} fields; expected alias,country code,number", line)
+            raise ConfigError(path, "row", f"has {len(cells)} fields; expected alias,country code,number{hint}", line)
         alias, country_code, number = cells
         if not alias:
             raise ConfigError(path, "alias", "is empty", line)

@@ -7,6 +7,7 @@ request (measured in bench/webhooks.py: 44 ms -> 3 ms for fixed TwiML).
 
 from __future__ import annotations
 
+import errno
 import gc
 import signal
 import socket
@@ -43,13 +44,25 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def serve(app: Flask, host: str, port: int, async_mode: str, on_stop: Callable[[], None] = lambda: None) -> None:
+class CannotListen(Exception):
+    """The address is taken, not this host's, or not ours to bind: one line, not a traceback."""
+
+
+def serve(app: Flask, host: str, port: int, async_mode: str, on_stop: Callable[[], None] = lambda: None,
+          on_listening: Callable[[], None] = lambda: None) -> None:
     """Serve ``app`` (with its Socket.IO) until SIGTERM or SIGINT (Ctrl-C), then run ``on_stop`` and return.
 
-    The caller has monkey-patched already. ``on_stop`` runs in the main greenlet, where it may
-    wait on the network like any request; the connections still open die with the process.
+    The caller has monkey-patched already. ``on_listening`` runs once the socket listens (so "serving on"
+    is never said of a port another program holds); :class:`CannotListen` when it cannot. ``on_stop``
+    runs in the main greenlet, where it may wait on the network like any request; the connections
+    still open die with the process.
     """
-    listener = listening_socket(host, port)
+    try:
+        listener = listening_socket(host, port)
+    except OSError as exc:
+        taken = " (another program has it: choose another with --port or PORT)" if exc.errno == errno.EADDRINUSE else ""
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
+    on_listening()
     if async_mode == "gevent":
         import gevent
         from gevent.event import Event

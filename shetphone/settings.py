@@ -17,6 +17,8 @@ number) is the domain's (``dialing``, ``directory``).
 from __future__ import annotations
 
 import configparser
+import difflib
+import io
 import logging
 import os
 import re
@@ -30,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from . import phone_numbers
 
@@ -69,6 +72,7 @@ ANY_COUNTRY = "*"  # allowed_countries: every geographic region
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,120}$")
 SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")  # a Discord ID
 LOOKS_LIKE_A_NUMBER = re.compile(r"^[0-9().-]{6,}$")  # an outside phone written without its +
+INDENTED_KEY = re.compile(r"^([A-Za-z0-9_+][A-Za-z0-9_.@+-]*)\s*[=:]")  # a key = value line, once stripped
 
 
 class ConfigError(Exception):
@@ -175,6 +179,9 @@ def redis_url(text: str, here: Path) -> str:
         parts.port  # noqa: B018  (urlsplit checks the port only when asked)
     except ValueError:
         raise Invalid(f"{text!r} has a port that is not a number") from None
+    if not re.fullmatch(r"/?[0-9]*", parts.path):
+        # redis-py reads /x, /0/1 or /queue as database 0 without a word: another process's 0, maybe.
+        raise Invalid(f"{text!r}: what follows the port must be a database number, like /0")
     return text
 
 
@@ -462,17 +469,32 @@ KEYED_SECTIONS = {row.section for row in KEYS}
 # --------------------------------------------------------------------------- reading the ini
 
 
+def read_utf8(path: Path) -> str:
+    """A text file, without the byte-order mark some editors write first (configparser would take it for
+    a key); :class:`ConfigError` names the line of a byte that is not UTF-8. FileNotFoundError is the caller's."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        what = f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        raise ConfigError(path, "", what, line) from None
+
+
 class _Ini:
     """A parsed ini file that remembers on which line each section and key stands."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_utf8(path)
         except FileNotFoundError:
             raise ConfigError(path, "", "file not found (copy shetphone.ini.example to start)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(path, "", f"cannot be read: {exc}") from None
         parser = configparser.ConfigParser(
             interpolation=None,
             inline_comment_prefixes=(";", "#"),
@@ -494,6 +516,23 @@ class _Ini:
             raise ConfigError(path, "", what, lineno) from None
         self.parser = parser
         self.lines = self._index(text)
+        self._refuse_indented_keys()
+
+    def _refuse_indented_keys(self) -> None:
+        """An indented ``key = value`` continues the value above (configparser's multi-line values): the key
+        is lost and the value above gets a line of garbage, reported against the wrong key, or not at all."""
+        for section in self.parser.sections():
+            if section in FOREIGN_SECTIONS:
+                continue
+            for key, value in self.parser.items(section, raw=True):
+                for offset, piece in enumerate(value.splitlines()[1:], start=1):
+                    looks_like = INDENTED_KEY.match(piece.strip())
+                    if looks_like and (section in MAP_SECTIONS or looks_like[1] in {row.name for row in KEYS}):
+                        line = self.lines.get((section, key))
+                        raise ConfigError(
+                            self.path, f"[{section}] {looks_like[1]}",
+                            f"is indented, so it continues the value of {key} above; remove the spaces before it",
+                            line + offset if line else None)
 
     @staticmethod
     def _index(text: str) -> dict[tuple[str, str | None], int]:
@@ -551,17 +590,31 @@ def _read_keys(ini: _Ini, cls: type, written: dict[tuple[str, str], str]) -> dic
     return values
 
 
+def _did_you_mean(name: str, known: set[str], shown: str = "{}") -> str:
+    """`` (did you mean X?)`` for a typo of a known name, else nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75) or [
+        k for k in sorted(known) if k.lower() == name.lower()]
+    return f" (did you mean {shown.format(close[0])}?)" if close else ""
+
+
 def _check_sections_and_keys(ini: _Ini) -> None:
+    sections = KEYED_SECTIONS | MAP_SECTIONS | FOREIGN_SECTIONS
     for section in ini.sections():
-        if section not in KEYED_SECTIONS | MAP_SECTIONS | FOREIGN_SECTIONS:
-            raise ini.error(section, None, "unknown section")
+        if section not in sections:
+            prefixed = f"{SECTION_MAIN}:{section}"  # [forward] for [shetphone:forward]
+            hint = _did_you_mean(prefixed if prefixed in sections else section, sections, "[{}]")
+            raise ini.error(section, None, "unknown section" + hint)
     if SECTION_MAIN not in ini.sections():
         raise ConfigError(ini.path, f"[{SECTION_MAIN}]", "section is missing")
     for section in KEYED_SECTIONS:
         known = {name for row in KEYS if row.section == section for name in (row.name, *row.old_names)}
         for name, _ in ini.items(section):
-            if name not in known:
-                raise ini.error(section, name, "unknown key")
+            if name in known:
+                continue
+            elsewhere = [row.section for row in KEYS if row.name == name]
+            if elsewhere:
+                raise ini.error(section, name, f"belongs in [{elsewhere[0]}], not in [{section}]")
+            raise ini.error(section, name, "unknown key" + _did_you_mean(name, known))
 
 
 def _e164(ini: _Ini, section: str, key: str, text: str) -> str:
@@ -598,7 +651,7 @@ def _number_target(ini: _Ini, number: str, value: str) -> NumberTarget:
             outside.append(_e164(ini, SECTION_NUMBERS, number, item))
         elif LOOKS_LIKE_A_NUMBER.match(item):
             raise ini.error(SECTION_NUMBERS, number, f"{item!r} looks like a phone number: write outside phones in "
-                            "E.164, like +447911123401")
+                            "E.164, like +447400123456")
         else:
             clients.append(_client_name(ini, SECTION_NUMBERS, number, item))
     if len(set(clients)) != len(clients):
@@ -624,7 +677,7 @@ def _forward(ini: _Ini) -> dict[str, str]:
         _client_name(ini, SECTION_FORWARD, name, name)
         items = split_list(value)
         if len(items) != 1:
-            raise ini.error(SECTION_FORWARD, name, "names one phone number (E.164), like +447911123401")
+            raise ini.error(SECTION_FORWARD, name, "names one phone number (E.164), like +447400123456")
         forward[name] = _e164(ini, SECTION_FORWARD, name, items[0])
     return forward
 
@@ -733,7 +786,15 @@ def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> di
     merged: dict[str, str] = {}
     dotenv = root / ".env"
     if dotenv.is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        text = read_utf8(dotenv)
+        # python-dotenv skips a line it cannot parse with a warning naming no file: a variable
+        # lost that way would show up later as "Twilio is not configured", far from its typo.
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                written = binding.original.string
+                line = binding.original.line + written[: len(written) - len(written.lstrip())].count("\n")
+                raise ConfigError(dotenv, "", "is not NAME=value (nor a # comment)", line)
+        merged.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
     merged.update(os.environ if environ is None else environ)
     return merged
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import phone_numbers
 from .dialing import DialPolicy, DialRefused, check_destination
 from .directory import Directory
 from .lockout import Lockout
 from .mail import MailSender, SmtpConfig, SmtpSender
 from .presence import Presence, browsers_for
-from .presets import Preset, parse_presets
-from .settings import SECTION_FORWARD, SECTION_NUMBERS, Settings
+from .presets import HEADER, Preset, parse_presets
+from .settings import SECTION_CLIENTS, SECTION_EMAIL, SECTION_FORWARD, SECTION_NUMBERS, ConfigError, Settings
 from .store import Store
 from .twilio_rest import TwilioRest
 from .users import Users, parse_htpasswd
@@ -66,8 +67,10 @@ def build_team(
     directory = Directory(settings.numbers, settings.clients)
     policy = DialPolicy.configured(settings.allowed_countries, settings.allow_premium, directory.team_numbers())
     check_phones_rung(settings, policy)
-    users = WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed)
-    presets = WatchedFile(settings.presets_path, parse_presets, on_presets_changed)
+    users = WatchedFile(settings.htpasswd_path, parse_htpasswd, on_users_changed,
+                        when_missing="add a user with `flask --app app users add NAME`")
+    presets = WatchedFile(settings.presets_path, parse_presets, on_presets_changed,
+                          when_missing=f"copy presets.csv.example, or for no presets write the line {','.join(HEADER)}")
     # the files first: they fail more often
     store = Store(settings.database_url, keep_days=settings.keep_days, session_hours=settings.session_hours)
     team = Team(
@@ -97,9 +100,27 @@ def check_phones_rung(settings: Settings, policy: DialPolicy) -> None:
         try:
             check_destination(phone, None, policy)
         except DialRefused as refused:
-            why = refused.reason.removeprefix("Sorry, ").rstrip(".")
-            raise settings.config_error(section, key, f"{phone} cannot be rung: {why} "
-                                        "(allowed_countries, allow_premium)") from None
+            region = phone_numbers.region_of(phone)
+            if region and region != phone_numbers.NON_GEOGRAPHIC and not policy.allows_region(region):
+                # Name the region: +447911 is Guernsey's and +447624 the Isle of Man's, not GB's.
+                listed = " ".join(sorted(policy.allowed_countries))
+                why = f"calls to {region} are not allowed (allowed_countries: {listed}; add {region} to ring it)"
+            else:
+                why = refused.reason.removeprefix("Sorry, ").rstrip(".") + " (allowed_countries, allow_premium)"
+            raise settings.config_error(section, key, f"{phone} cannot be rung: {why}") from None
+
+
+def names_not_in_htpasswd(settings: Settings, users: Users) -> list[ConfigError]:
+    """The map entries naming someone who is not in ``.htpasswd``: a typo there (``alicee``) rings, forwards or
+    mails nobody, silently. Warnings, not errors: a user may be listed before they are added."""
+    entries = [(SECTION_NUMBERS, number, client) for number, target in settings.numbers.items()
+               for client in target.clients]
+    entries += [(section, name, name) for section, names in ((SECTION_CLIENTS, settings.clients or {}),
+                                                              (SECTION_FORWARD, settings.forward),
+                                                              (SECTION_EMAIL, settings.email)) for name in names]
+    return [settings.config_error(section, key, f"{name} is not a user in {settings.htpasswd_path} (a typo? "
+                                  f"or add them: flask --app app users add {name})")
+            for section, key, name in entries if name not in users]
 
 
 def mail_sender_for(settings: Settings, team: Team) -> MailSender:

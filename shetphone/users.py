@@ -17,7 +17,7 @@ from pathlib import Path
 from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
 
-from .settings import CLIENT_NAME, ConfigError
+from .settings import CLIENT_NAME, ConfigError, read_utf8
 
 ACCEPTED = (
     (re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$"), "bcrypt"),
@@ -85,7 +85,8 @@ def parse_htpasswd(text: str, path: Path) -> Users:
 
 def _parse_entries(text: str, path: Path) -> Users:
     entries: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # A byte-order mark (Notepad's UTF-8) would otherwise be part of the first name.
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -105,27 +106,34 @@ def _parse_entries(text: str, path: Path) -> Users:
     return Users(entries)
 
 
+def _read(path: Path) -> str:
+    """The file's text ("" when there is none yet), or :class:`ConfigError` saying why it cannot be read."""
+    try:
+        return read_utf8(path)
+    except FileNotFoundError:
+        return ""
+
+
 def load_users(path: Path) -> Users:
     """Read the user file strictly, for the admin commands (which may start from no file or no users)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    return _parse_entries(text, path)
+    return _parse_entries(_read(path), path)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     # A reader (the running server's watcher) must never see half a file.
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:  # no such directory, no permission, a full disk: one line, the file untouched
+        raise ConfigError(path, "", f"cannot be written in {path.parent}: {exc.strerror}") from None
 
 
 def set_password(path: Path, name: str, password: str) -> bool:
@@ -134,8 +142,9 @@ def set_password(path: Path, name: str, password: str) -> bool:
         raise ValueError(f"{name!r} is not a valid user name (letters, digits, _ . @ -)")
     if not checkable(password):
         raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes, without NUL characters")
-    load_users(path)  # refuse to rewrite a file that is already broken
-    file = HtpasswdFile(str(path), default_scheme="bcrypt", new=not path.exists())
+    text = _read(path)
+    _parse_entries(text, path)  # refuse to rewrite a file that is already broken
+    file = HtpasswdFile.from_string(text.encode(), default_scheme="bcrypt")
     is_new = name not in file.users()
     file.set_password(name, password)
     _write_atomically(path, file.to_string())
@@ -144,13 +153,14 @@ def set_password(path: Path, name: str, password: str) -> bool:
 
 def remove_user(path: Path, name: str) -> bool:
     """Remove ``name``; False when there was no such user. ValueError when ``name`` is the last one."""
-    users = load_users(path)
+    text = _read(path)
+    users = _parse_entries(text, path)
     if name not in users:
         return False
     if users.names() == [name]:
         # A file with no users is malformed: the server would keep the old one and say so.
         raise ValueError(f"{name} is the last user in {path}; add another one first")
-    file = HtpasswdFile(str(path))
+    file = HtpasswdFile.from_string(text.encode())
     if not file.delete(name):
         return False
     _write_atomically(path, file.to_string())

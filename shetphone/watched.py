@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from .settings import ConfigError
+from .settings import ConfigError, read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,19 @@ class WatchedFile(Generic[T]):
         *,
         absent: T = _REQUIRED,  # type: ignore[assignment]
         settle: bool = True,
+        when_missing: str = "",
     ):
         """``absent``: the file is optional, and this is its value while it is missing (or, at
         the first load, unreadable or malformed: logged, not raised). ``settle=False`` takes a
-        change at the first check, for a format whose half-written file never parses (JSON)."""
+        change at the first check, for a format whose half-written file never parses (JSON).
+        ``when_missing``: what to do about a required file that is not there, added to "file not found"."""
         self.path = Path(path)
         self._parse = parse
         self._on_change = on_change
         self._interval = interval
         self._absent = absent
         self._settle = settle
+        self._when_missing = when_missing
         self._lock = threading.Lock()
         self._pending: Stamp | object | None = _NOTHING_PENDING  # a new stamp seen once, waiting to be seen again
         self._stamp, self._value = self._load_first()
@@ -64,13 +67,9 @@ class WatchedFile(Generic[T]):
 
     def _read(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8")
+            return read_utf8(self.path)
         except FileNotFoundError:
-            raise ConfigError(self.path, "", "file not found") from None
-        except UnicodeDecodeError:
-            raise ConfigError(self.path, "", "is not UTF-8 text") from None
-        except OSError as exc:
-            raise ConfigError(self.path, "", f"cannot be read: {exc.strerror}") from None
+            raise ConfigError(self.path, "", "; ".join(filter(None, ("file not found", self._when_missing)))) from None
 
     def _load_first(self) -> tuple[Stamp | None, T]:
         stamp = self._stamp_now()

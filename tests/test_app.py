@@ -57,6 +57,33 @@ def test_an_htpasswd_with_no_users_stops_the_start_with_one_line(team_files):
     )
 
 
+def test_a_port_another_program_holds_is_one_line_and_never_said_to_be_served(team_files):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+            cwd=ROOT, env={"PATH": "/usr/bin:/bin", **team_files.environ}, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"shetphone: cannot listen on 127.0.0.1:{port}: Address already in use (another program has it: choose " \
+        "another with --port or PORT)" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    assert "Shetphone on http" not in result.stdout
+
+
+def test_a_port_that_is_not_a_number_is_one_line(team_files):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **team_files.environ, "PORT": "80OO"}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "app.py: error: argument --port: invalid int value: '80OO'"
+
+
 @pytest.mark.parametrize("async_mode", ["eventlet"])
 def test_the_built_in_server_works_on_eventlet_too(tmp_path, async_mode):
     server = start_server(make_team_files(tmp_path), async_mode=async_mode)

@@ -86,6 +86,19 @@ def test_check_config_reports_a_bad_htpasswd_and_users_add_still_works(team_file
     assert "plaintext is refused" in listed.stderr
 
 
+def test_check_config_warns_of_a_ring_group_member_who_is_not_a_user(team_files):
+    # A typo in [shetphone:numbers] rings nobody, silently; it is not an error (a user may come later).
+    text = team_files.ini.read_text()
+    team_files.ini.write_text(text.replace("+441595000001 = alice bob", "+441595000001 = alice bbo"))
+    written_at = team_files.ini.read_text().splitlines().index("+441595000001 = alice bbo") + 1
+    result = flask(team_files, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning")] == [
+        f"Warning: {team_files.ini}:{written_at}: [shetphone:numbers] +441595000001: bbo is not a user in "
+        f"{team_files.htpasswd} (a typo? or add them: flask --app app users add bbo)"
+    ]
+
+
 def test_check_config_names_missing_twilio_variables(team_files):
     del team_files.environ["TWILIO_API_SECRET"]
     result = flask(team_files, "check-config")
@@ -157,6 +170,19 @@ def test_db_upgrade_with_a_broken_ini_says_what_is_wrong(team_files):
     assert result.stderr.strip().splitlines() == [
         f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
     ]
+
+
+def test_the_users_commands_with_a_broken_ini_say_what_is_wrong(team_files):
+    # The ini names .htpasswd; with it broken, "No such command 'users'" would send them looking elsewhere.
+    team_files.ini.write_text(team_files.ini.read_text().replace("ring_timeout = 20", "ring_timeout = never"))
+    before = team_files.htpasswd.read_text()
+    for args in (["list"], ["add", "dave"], ["remove", "bob"]):
+        result = flask(team_files, "users", *args, stdin="dave's password\ndave's password\n")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {team_files.ini}:9: [shetphone] ring_timeout: 'never' is not a whole number of seconds"
+        ]
+    assert team_files.htpasswd.read_text() == before
 
 
 def test_users_remove_ends_that_users_logins(team_files):

@@ -31,6 +31,10 @@ def test_header_with_byte_order_mark_and_case(tmp_path):
         ("alias,country code,number\nMum,44,1595 123456\n,44,1595 123456\n", 3, "alias: is empty"),
         ("alias,country code,number\nMum,UK,1595 123456\n", 2, "country code: 'UK' is not"),
         ("alias,country code,number\nMum,44,12\n", 2, "number: '12' is not a valid number for country code 44"),
+        ("alias;country code;number\nMum;44;1595 123456\n", 1, "header: must be alias,country code,number, found "
+         "alias;country code;number (its fields are separated by semicolons: use commas)"),
+        ("alias,country code,number\nMum\t44\t1595 123456\n", 2, "row: has 1 fields; expected alias,country code,"
+         "number (its fields are separated by tabs: use commas)"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, text, line, what):

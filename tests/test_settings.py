@@ -6,7 +6,7 @@ import dataclasses
 import stat
 
 import pytest
-from conftest import INI, PUBLIC_URL, TeamFiles
+from conftest import INI, PUBLIC_URL, ROOT, TeamFiles
 
 from shetphone.dialing import DialPolicy
 from shetphone.directory import Directory
@@ -114,6 +114,28 @@ def test_environment_wins_over_dotenv(team_files):
     assert settings.discord_bot_token == "from-dotenv"
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_dotenv_line_that_is_not_name_equals_value_names_its_line(team_files, newline):
+    lines = ["# Twilio", "TWILIO_APP_SID=APfromdotenv", "", "DISCORD_BOT_TOKEN from-dotenv", "OTHER=1"]
+    (team_files.root / ".env").write_bytes(newline.join(lines).encode() + newline.encode())
+    assert str(error_for(team_files)) == f"{team_files.root / '.env'}:4: is not NAME=value (nor a # comment)"
+
+
+def test_the_example_dotenv_copied_as_it_is_reads(team_files):
+    (team_files.root / ".env").write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")
+    assert load(team_files).twilio.configured  # its empty values lose to the real environment's
+
+
+def test_a_dotenv_that_is_not_utf8_names_its_line(team_files):
+    (team_files.root / ".env").write_bytes(b"TWILIO_APP_SID=AP1\nDISCORD_BOT_TOKEN=t\xf6ken\n")
+    assert str(error_for(team_files)) == f"{team_files.root / '.env'}:2: byte 0xf6 is not UTF-8; save the file as UTF-8"
+
+
+def test_a_dotenv_with_a_byte_order_mark_still_names_its_first_variable(team_files):
+    (team_files.root / ".env").write_text("\ufeffDISCORD_BOT_TOKEN=from-dotenv\r\n", encoding="utf-8")
+    assert load(team_files).discord_bot_token == "from-dotenv"
+
+
 def test_discord_bot_tokens_are_a_pool_and_a_single_token_is_a_pool_of_one(team_files):
     assert load(team_files).discord_bot_tokens == ()
     team_files.environ["DISCORD_BOT_TOKEN"] = "solo"
@@ -192,6 +214,13 @@ def test_secret_key_is_generated_once_with_mode_0600(team_files):
          "[shetphone:bridge] call_from", "E.164"),
         ("listen = 127.0.0.1:5001", "listen = 127.0.0.1:5001\ncall_from = +441595000009",
          "[shetphone:bridge] call_from", "+441595000009 is not a number of [shetphone:numbers]"),
+        ("ring_timeout = 20", "ring_timeot = 20", "[shetphone] ring_timeot", "key (did you mean ring_timeout?)"),
+        ("ring_timeout = 20", "Ring_Timeout = 20", "[shetphone] Ring_Timeout", "(did you mean ring_timeout?)"),
+        ("ring_timeout = 20", "colour = blue", "[shetphone] colour", ": unknown key"),
+        ("ring_timeout = 20", "max_calls = 20", "[shetphone] max_calls", "belongs in [shetphone:bridge], not in"),
+        ("[shetphone:numbers]", "[shetphone:number]", "[shetphone:number]", "(did you mean [shetphone:numbers]?)"),
+        ("[shetphone:clients]", "[clients]", "[clients]", "unknown section (did you mean [shetphone:clients]?)"),
+        ("[shetphone]", "[Shetphone]", "[Shetphone]", "unknown section (did you mean [shetphone]?)"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(team_files, old, new, where, what):
@@ -221,6 +250,50 @@ def test_missing_public_url(team_files):
 def test_missing_ini_file(team_files):
     team_files.ini.unlink()
     assert str(error_for(team_files)) == f"{team_files.ini}: file not found (copy shetphone.ini.example to start)"
+
+
+def test_a_byte_order_mark_is_not_a_key(team_files):
+    # Notepad's "UTF-8" puts a BOM first; configparser alone took it for a key before any section.
+    team_files.ini.write_text("\ufeff" + team_files.ini.read_text(), encoding="utf-8")
+    assert load(team_files).public_url == PUBLIC_URL
+
+
+def test_windows_line_endings_read_like_unix_ones(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 30 ; seconds")
+    team_files.ini.write_bytes(team_files.ini.read_bytes().replace(b"\n", b"\r\n"))
+    settings = load(team_files)
+    assert settings.ring_timeout == 30 and settings.public_url == PUBLIC_URL
+    assert settings.numbers["+441595000001"].clients == ("alice", "bob")
+
+
+def test_a_byte_that_is_not_utf8_names_its_line(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nvoicemail_greeting = Hall\xf6")
+    line = line_of(team_files, "voicemail_greeting")
+    team_files.ini.write_bytes(team_files.ini.read_text().encode("latin-1"))
+    assert str(error_for(team_files)) == f"{team_files.ini}:{line}: byte 0xf6 is not UTF-8; save the file as UTF-8"
+
+
+def test_an_ini_that_is_a_directory_is_one_line(team_files):
+    team_files.ini.unlink()
+    team_files.ini.mkdir()
+    assert str(error_for(team_files)) == f"{team_files.ini}: cannot be read: Is a directory"
+
+
+@pytest.mark.parametrize(("old", "new", "where", "above"), [
+    ("ring_timeout = 20", "ring_timeout = 20\n    keep_days = 5", "[shetphone] keep_days", "ring_timeout"),
+    ("+441595000003 = echo", "  +441595000003 = echo", "[shetphone:numbers] +441595000003", "+441595000002"),
+])
+def test_an_indented_key_is_not_swallowed_by_the_value_above(team_files, old, new, where, above):
+    replace_in_ini(team_files, old, new)
+    error = error_for(team_files)
+    assert error.line == line_of(team_files, new.split("\n")[-1])
+    assert str(error) == f"{team_files.ini}:{error.line}: {where}: is indented, so it continues the value of {above} " \
+        "above; remove the spaces before it"
+
+
+def test_a_list_may_still_go_on_over_indented_lines(team_files):
+    replace_in_ini(team_files, "ring_timeout = 20", "ring_timeout = 20\nallowed_countries = GB\n    IE, US")
+    assert load(team_files).allowed_countries == frozenset({"GB", "IE", "US"})
 
 
 def test_garbage_line(team_files):
@@ -319,6 +392,8 @@ def test_message_queue_takes_redis_and_rediss(team_files, queue):
         ("redis+unix:///run/redis/redis.sock", "a Unix socket cannot be used"),
         ("redis://", "is not a redis:// or rediss:// URL"),
         ("redis://127.0.0.1:port/0", "port that is not a number"),
+        ("redis://127.0.0.1:6379/shetphone", "what follows the port must be a database number, like /0"),
+        ("redis://127.0.0.1:6379/0/1", "what follows the port must be a database number"),
     ],
 )
 def test_message_queue_that_socketio_or_the_lockout_cannot_use_is_one_line(team_files, queue, what):

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import INI, browser_with_phone, csrf_token_from, login
+from conftest import INI, ROOT, browser_with_phone, csrf_token_from, login
 
 from shetphone import create_app
+from shetphone.dialing import DialPolicy
 from shetphone.settings import ConfigError, load_settings
+from shetphone.team import check_phones_rung, names_not_in_htpasswd
+from shetphone.users import parse_htpasswd
 
 
 def logged_in(app, name: str):
@@ -103,8 +106,54 @@ def test_a_forward_number_the_dialing_policy_refuses_stops_the_start_naming_its_
     with pytest.raises(ConfigError) as refused:
         create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
     line = team_files.ini.read_text().splitlines().index("bob = +447911123401") + 1
+    # The region is named: to the operator +447911 looks British.
     assert str(refused.value) == (f"{team_files.ini}:{line}: [shetphone:forward] bob: +447911123401 cannot be rung: "
-                                  "calls to that country are not allowed (allowed_countries, allow_premium)")
+                                  "calls to GG are not allowed (allowed_countries: GB US; add GG to ring it)")
+
+
+def test_the_examples_outside_phone_and_forward_number_pass_its_own_allowed_countries(tmp_path):
+    # The example ini shows them commented out; an operator who uncomments them must not be refused.
+    text = (ROOT / "shetphone.ini.example").read_text(encoding="utf-8")
+    outside = text.split("; (E.164) on the line: +441595000001 = admin alice ", 1)[1].split()[0]
+    forward = "alice = " + text.split("\n; alice = ", 1)[1].split()[0]
+    text = text.replace("\n+441595000001 = admin alice\n", f"\n+441595000001 = admin alice {outside}\n")
+    (tmp_path / "shetphone.ini").write_text(text.replace(f"\n; {forward}\n", f"\n{forward}\n"), encoding="utf-8")
+    settings = load_settings(tmp_path, {"SHETPHONE_SECRET_KEY": "k"})
+    assert settings.forward == {"alice": forward.split()[-1]}
+    assert settings.numbers["+441595000001"].outside_numbers == (outside,)
+    check_phones_rung(settings, DialPolicy.configured(settings.allowed_countries, settings.allow_premium, ()))
+
+
+def test_every_map_section_entry_naming_someone_not_in_htpasswd_is_a_warning_with_its_line(team_files):
+    team_files.ini_template = (
+        INI.replace("+441595000004 = carol", "+441595000004 = carol gina")
+        .replace("carol = +441595000004", "frank = +441595000004")
+        .replace("[shetphone:bridge]", "[shetphone:forward]\ndave = +441595123456\n\n[shetphone:email]\n"
+                 "alice = a@example.test\nerin = e@example.test\n\n[shetphone:bridge]"))
+    team_files.write_ini()
+    settings = load_settings(team_files.root, team_files.environ)
+    users = parse_htpasswd(team_files.htpasswd.read_text(), team_files.htpasswd)
+    lines = team_files.ini.read_text().splitlines()
+    assert [(warning.line, warning.where) for warning in names_not_in_htpasswd(settings, users)] == [
+        (lines.index("+441595000004 = carol gina") + 1, "[shetphone:numbers] +441595000004"),
+        (lines.index("frank = +441595000004") + 1, "[shetphone:clients] frank"),
+        (lines.index("dave = +441595123456") + 1, "[shetphone:forward] dave"),
+        (lines.index("erin = e@example.test") + 1, "[shetphone:email] erin"),
+    ]
+    assert "gina is not a user in" in str(names_not_in_htpasswd(settings, users)[0])
+
+
+def test_a_missing_htpasswd_or_presets_file_stops_the_start_saying_what_to_do(team_files):
+    team_files.presets.unlink()
+    with pytest.raises(ConfigError) as refused:
+        create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
+    assert str(refused.value) == (f"{team_files.presets}: file not found; copy presets.csv.example, or for no presets "
+                                  "write the line alias,country code,number")
+    team_files.htpasswd.unlink()
+    with pytest.raises(ConfigError) as refused:
+        create_app(load_settings(team_files.root, team_files.environ), async_mode="threading")
+    assert str(refused.value) == (f"{team_files.htpasswd}: file not found; add a user with "
+                                  "`flask --app app users add NAME`")
 
 
 def test_a_premium_rate_outside_phone_stops_the_start(team_files):

@@ -168,3 +168,43 @@ def test_set_password_refuses_what_could_never_be_checked(tmp_path):
     with pytest.raises(ValueError, match="at most 72 bytes"):
         set_password(path, "alice", LONG)
     assert not path.exists()
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    # Notepad saves UTF-8 with a BOM: alice is still alice, to the server and to `users add`.
+    path = tmp_path / ".htpasswd"
+    path.write_text(f"\ufeffalice:{apr_md5_crypt.hash('a-pass')}\nbob:{apr_md5_crypt.hash('b-pass')}\n")
+    assert parse_htpasswd(path.read_text(), path).names() == ["alice", "bob"]
+    assert set_password(path, "alice", "a new password") is False
+    assert remove_user(path, "bob") is True
+    assert path.read_text().count("alice:") == 1
+    assert load_users(path).verify("alice", "a new password")
+
+
+def _a_directory(path):
+    path.mkdir()
+
+
+def _latin_1(path):
+    path.write_bytes(f"alice:{apr_md5_crypt.hash('a-pass')}\nj\xf6rg:{apr_md5_crypt.hash('j-pass')}\n".encode("latin-1"))
+
+
+@pytest.mark.parametrize(("make", "after_path"), [
+    (_a_directory, ": cannot be read: Is a directory"),
+    (_latin_1, ":2: byte 0xf6 is not UTF-8; save the file as UTF-8"),
+], ids=["directory", "latin-1"])
+@pytest.mark.parametrize("command", [load_users, lambda path: set_password(path, "bob", "b password"),
+                                     lambda path: remove_user(path, "alice")], ids=["list", "add", "remove"])
+def test_a_file_that_cannot_be_read_is_one_line_for_the_admin_commands(tmp_path, make, after_path, command):
+    path = tmp_path / ".htpasswd"
+    make(path)
+    with pytest.raises(ConfigError) as caught:
+        command(path)
+    assert str(caught.value) == f"{path}{after_path}"
+
+
+def test_a_file_in_a_missing_directory_is_one_line(tmp_path):
+    path = tmp_path / "no such directory" / ".htpasswd"
+    with pytest.raises(ConfigError) as caught:
+        set_password(path, "admin", "a first password")
+    assert str(caught.value) == f"{path}: cannot be written in {path.parent}: No such file or directory"

@@ -139,3 +139,26 @@ def test_an_optional_file_malformed_at_the_start_is_logged_not_raised(tmp_path, 
         watched = WatchedFile(path, parse_numbers, interval=0, absent=None, settle=False)
     assert watched.current is None
     assert f"{path}:1: value: 'x' is not a number" in caplog.text
+
+
+def test_a_byte_that_is_not_utf8_is_logged_with_its_line_and_the_last_good_version_stays(tmp_path, caplog):
+    path = tmp_path / "n.txt"
+    path.write_text("1\n")
+    watched = WatchedFile(path, parse_numbers, interval=0)
+    path.write_bytes(b"1\n2\xf6\n")  # another size: a change whatever the clock
+    with caplog.at_level(logging.ERROR):
+        assert settled(watched) == [1]
+    assert f"{path}:2: byte 0xf6 is not UTF-8; save the file as UTF-8; keeping the last good version" in caplog.text
+
+
+def test_a_missing_required_file_says_what_to_do_at_the_start_and_while_running(tmp_path, caplog):
+    path = tmp_path / "n.txt"
+    with pytest.raises(ConfigError) as caught:
+        WatchedFile(path, parse_numbers, when_missing="write one number per line")
+    assert str(caught.value) == f"{path}: file not found; write one number per line"
+    path.write_text("7\n")
+    watched = WatchedFile(path, parse_numbers, interval=0, when_missing="write one number per line")
+    path.unlink()
+    with caplog.at_level(logging.ERROR):
+        assert settled(watched) == [7]
+    assert f"{path}: file not found; write one number per line; keeping the last good version" in caplog.text
