@@ -19,6 +19,7 @@ from shetphone.bootstrap import create_missing
 from shetphone.presence import State
 from shetphone.settings import load_settings
 from shetphone.store import StoreUnavailable
+from shetphone.team import names_not_in_htpasswd
 from shetphone.users import load_users
 
 
@@ -124,6 +125,7 @@ def test_first_run_creates_files_that_fit_together(tmp_path):
     assert settings.public_url == "http://127.0.0.1:5055"
     assert settings.clients["admin"]  # admin may call from an example number
     assert any("admin" in target.clients for target in settings.numbers.values())
+    assert names_not_in_htpasswd(settings, users) == []  # check-config has nothing to warn of on a first run
     # a second run changes nothing and prints no password
     before = (tmp_path / ".htpasswd").read_text()
     assert create_missing(tmp_path, 5055) == []
