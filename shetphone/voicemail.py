@@ -11,12 +11,12 @@ from collections.abc import Iterable
 
 from .store import Recording
 
-RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
+RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")  # whole: fullmatch, as $ would let a newline follow
 AUDIO_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 
 
 def is_recording_sid(text: str) -> bool:
-    return bool(RECORDING_SID.match(text))
+    return RECORDING_SID.fullmatch(text) is not None
 
 
 def may_hear(recording: Recording, numbers: Iterable[str], user: str) -> bool:

@@ -199,16 +199,21 @@ def signature_for(auth_token: str, url: str, params: dict[str, str]) -> str:
     return RequestValidator(auth_token).compute_signature(url, params)
 
 
-@pytest.fixture
-def twilio_post(client, team_files: TeamFiles) -> Callable:
-    """POST to a Twilio route the way Twilio does: form fields signed with the auth token."""
+def twilio_poster(client, auth_token: str) -> Callable:
+    """POST to a Twilio route of ``client``'s app the way Twilio does: form fields signed with the auth token."""
 
     def post(path: str, params: dict[str, str], signature: str | None = None):
         url = PUBLIC_URL + path
-        sig = signature if signature is not None else signature_for(team_files.auth_token, url, params)
+        sig = signature if signature is not None else signature_for(auth_token, url, params)
         return client.post(path, data=params, headers={"X-Twilio-Signature": sig})
 
     return post
+
+
+@pytest.fixture
+def twilio_post(client, team_files: TeamFiles) -> Callable:
+    """POST to a Twilio route the way Twilio does: form fields signed with the auth token."""
+    return twilio_poster(client, team_files.auth_token)
 
 
 def browser_with_phone(app, name: str, ready: bool = True):
@@ -454,6 +459,22 @@ def store(database_url: str, clock: FakeClock):
 def calllog(store):
     """The call log of ``store``."""
     return store.calls
+
+
+@pytest.fixture
+def app_on_each_database(team_files: TeamFiles, database_url: str):
+    """The app with its store on each backend (``database_url``: a SQLite file, then a PostgreSQL database)."""
+    from shetphone import create_app
+    from shetphone.settings import load_settings
+
+    team_files.ini_template = INI.replace("database = shetphone.sqlite3", f"database = {database_url}")
+    team_files.write_ini()
+    app = create_app(load_settings(team_files.root, team_files.environ), async_mode="threading",
+                     overrides={"TESTING": True})
+    # No housekeeping threads: they would outlive the test, and the session's PostgreSQL.
+    app.extensions["shetphone_watcher_pid"] = os.getpid()
+    yield app
+    app.extensions["shetphone"].store.close()
 
 
 @pytest.fixture

@@ -97,15 +97,16 @@ def test_the_built_in_server_works_on_eventlet_too(tmp_path, async_mode):
         client.on("call_status", received.append)
         client.connect(server.url, transports=["websocket"], wait_timeout=10)
         phone_started_on(server.url, session, client, "alice")  # the call rings her page
-        server.post_signed("/voice", {"CallSid": "CA1", "From": "+447700900123", "To": "+441595000001"})
-        server.post_signed("/voice/status", {"CallSid": "CA2", "ParentCallSid": "CA1", "CallStatus": "ringing",
+        root, leg = "CA" + "1" * 32, "CA" + "2" * 32  # as Twilio's: two letters, 32 hex digits
+        server.post_signed("/voice", {"CallSid": root, "From": "+447700900123", "To": "+441595000001"})
+        server.post_signed("/voice/status", {"CallSid": leg, "ParentCallSid": root, "CallStatus": "ringing",
                                              "SequenceNumber": "0"})
         client.sleep(0)
         for _ in range(100):
             if received:
                 break
             client.sleep(0.1)
-        assert received and received[0]["call_sid"] == "CA2"
+        assert received and received[0]["call_sid"] == leg
         client.disconnect()
     finally:
         server.stop()

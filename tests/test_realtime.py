@@ -13,6 +13,7 @@ from conftest import PASSWORDS, csrf_token_from, live_login, make_team_files, ph
 
 ROOT_ALICE = "CA" + "a" * 32
 ROOT_CAROL = "CA" + "c" * 32
+LEG_ALICE = "CA" + "b" * 32  # a leg of ROOT_ALICE
 
 
 class Listener:
@@ -271,7 +272,7 @@ def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, te
     store = impatient_app.extensions["shetphone"].store
     store.calls.open_call(ROOT_ALICE, direction="inbound", number="+441595000001", from_="+447700900123",
                           to="+441595000001", client=None)
-    store.calls.record_status({"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "ringing",
+    store.calls.record_status({"CallSid": LEG_ALICE, "ParentCallSid": ROOT_ALICE, "CallStatus": "ringing",
                                "SequenceNumber": "0"})
     catch_up = store.calls.calls_in_progress
 
@@ -283,7 +284,7 @@ def test_a_connection_is_kept_when_its_catch_up_cannot_be_read(impatient_app, te
     browser = impatient_app.extensions["socketio"].test_client(impatient_app, flask_test_client=http)
     assert browser.is_connected()
     assert browser.get_received() == []  # no catch-up
-    params = {"CallSid": ROOT_ALICE + "x", "ParentCallSid": ROOT_ALICE, "CallStatus": "in-progress",
+    params = {"CallSid": LEG_ALICE, "ParentCallSid": ROOT_ALICE, "CallStatus": "in-progress",
               "SequenceNumber": "1"}
     signature = signature_for(team_files.auth_token, PUBLIC_URL + "/voice/status", params)
     assert impatient_app.test_client().post("/voice/status", data=params,

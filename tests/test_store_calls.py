@@ -21,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from store_helpers import ALICE_NUMBER, BOB_NUMBER, CALLER, callback, only_call, open_inbound, open_outbound
 
-from shetphone.store import CallLog, Recording, Store, StoreUnavailable, migrate, schema
+from shetphone.store import CallLog, Recording, Store, StoreRefused, StoreUnavailable, migrate, schema
 
 # --------------------------------------------------------------------------- call sequences
 
@@ -289,6 +289,45 @@ def test_a_failed_write_leaves_nothing_half_written(calllog: CallLog, monkeypatc
     monkeypatch.undo()
     assert calllog.calls_in_progress([ALICE_NUMBER]) == []  # the leg insert was rolled back
     assert calllog.record_status(callback("CAleg", "ringing", 1, parent="CAroot"))["status"] == "ringing"  # the retry
+
+
+# What each backend refuses: PostgreSQL a text over its column's width or with a NUL byte; both, a number
+# beyond any column (SQLite's are 64 bits, PostgreSQL's INTEGER 32).
+TOO_LONG, WITH_NUL, TOO_BIG = "9" * 256, "+44770090\x00123", 2**70
+
+
+def test_a_value_the_database_refuses_is_store_refused_and_the_call_is_as_it_was(calllog: CallLog) -> None:
+    """Not StoreUnavailable: a webhook would answer 503, and Twilio retry a write that can never succeed."""
+    open_inbound(calllog, "CAroot")
+    calllog.record_status(callback("CAleg", "ringing", 1, parent="CAroot"))
+    before = only_call(calllog, [ALICE_NUMBER]), calllog.calls_in_progress([ALICE_NUMBER])
+    with pytest.raises(StoreRefused, match=r"^database .*: "):
+        calllog.record_voicemail("CAroot", recording_sid="RE1", recording_url="https://api.twilio.com/RE1",
+                                 duration=TOO_BIG)
+    refused: list[dict] = []
+    if calllog.database.dialect == "postgresql":
+        refused = [callback("CAlong", "ringing", 1, parent="CAroot", To=TOO_LONG),
+                   callback("CAnul", "ringing", 1, parent="CAroot", From=WITH_NUL),
+                   callback("CA" * 40, "ringing", 1, parent="CAroot")]
+    for form in refused:
+        with pytest.raises(StoreRefused):
+            calllog.record_status(form)
+    assert (only_call(calllog, [ALICE_NUMBER]), calllog.calls_in_progress([ALICE_NUMBER])) == before
+    assert calllog.recording_for("RE1") is None
+
+
+@pytest.mark.parametrize(("caller", "call_sid"), [(TOO_LONG, "CAlong"), (WITH_NUL, "CAnul"), (CALLER, "CA" * 40)])
+def test_a_call_whose_start_postgresql_refuses_is_store_refused(calllog: CallLog, caller: str, call_sid: str) -> None:
+    """/voice's one-statement INSERT: SQLite takes these values, PostgreSQL refuses them, never "unavailable"."""
+    if calllog.database.dialect == "sqlite":
+        open_inbound(calllog, call_sid, caller=caller)
+        assert only_call(calllog, [ALICE_NUMBER])["from"] == caller
+        return
+    with pytest.raises(StoreRefused):
+        open_inbound(calllog, call_sid, caller=caller)
+    assert calllog.calls_for([ALICE_NUMBER], None) == []
+    open_inbound(calllog, "CAafter")  # the connection it failed on was not left broken
+    assert only_call(calllog, [ALICE_NUMBER])["call_sid"] == "CAafter"
 
 
 def test_a_ring_group_nobody_answers_says_why(calllog: CallLog) -> None:

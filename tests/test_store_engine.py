@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from conftest import new_postgres_database
 from store_helpers import ALICE_NUMBER, callback, only_call, open_inbound
 
-from shetphone.store import CallLog, Store, StoreError, StoreUnavailable
+from shetphone.store import CallLog, Store, StoreError, StoreRefused, StoreUnavailable
 from shetphone.store import engine as store_engine
 
 PROBE = Path(__file__).resolve().with_name("store_gevent_probe.py")
@@ -119,6 +121,33 @@ def test_a_prebuilt_read_gives_rows_keeps_its_constants_and_ends_its_transaction
                 assert raw.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             finally:
                 store.database.give_back(raw)
+    finally:
+        store.close()
+
+
+def test_a_write_the_database_refuses_is_store_refused_and_tried_once(database_url: str) -> None:
+    """A constraint or a value out of range fails the same way every time: StoreRefused, not StoreUnavailable
+    (which a webhook answers 503, for Twilio to retry), and not tried again within the write either."""
+    from shetphone.store.schema import calls
+
+    store = Store(database_url)
+    try:
+        database = store.database
+        attempts = []
+
+        def out_of_range(conn: sa.Connection) -> None:
+            attempts.append(1)
+            conn.execute(calls.insert(), {"call_sid": "CAbig", "direction": "inbound", "number": ALICE_NUMBER,
+                                          "from_number": "x", "to_number": "y", "started_at": datetime(2026, 11, 22),
+                                          "status": "initiated", "answered": False, "duration": 2**70})
+
+        with pytest.raises(StoreRefused, match="^" + re.escape(f"database {database.name}: ")):
+            database.write(out_of_range)
+        assert attempts == [1]
+        no_direction = database.one_statement(calls.insert(), ["call_sid"])  # NOT NULL columns left out
+        with pytest.raises(StoreRefused, match="^" + re.escape(f"database {database.name}: ")):
+            no_direction({"call_sid": "CAbroken"})
+        assert store.calls.calls_for([ALICE_NUMBER], None) == []
     finally:
         store.close()
 

@@ -1,10 +1,11 @@
 """The webhooks: TwiML for every case of SPEC §3, and the events they cause."""
 
+import logging
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, signature_for
+from conftest import PASSWORDS, PUBLIC_URL, login, make_team_files, settled, signature_for, twilio_poster
 
 from shetphone import create_app, stream_auth, twiml
 from shetphone.settings import load_settings
@@ -364,3 +365,151 @@ def test_twilio_is_asked_to_retry_a_callback_the_app_answered_503(impatient_app,
     (refused,) = standin.deliveries_to("/voice/recording")
     assert (refused.status, refused.attempts) == (503, 4)
     assert refused.url.endswith("#" + twiml.RETRIES)
+
+
+# ------------------------------------------------------- values no Twilio request carries (on both backends)
+#
+# Signed, so Twilio's, yet holding what no real call has: SQLite would keep it, PostgreSQL refuse it (a
+# column's width, a NUL byte in text) on every retry. Each is answered as done, with one line naming the
+# field, and nothing of it stored.
+
+TEAM = "+441595000001"
+LEG = {"CallSid": "CA" + "3" * 32, "ParentCallSid": INBOUND["CallSid"], "CallStatus": "ringing",
+       "SequenceNumber": "0", "From": INBOUND["From"], "To": "client:alice", "Direction": "outbound-dial"}
+RECORDING = {"CallSid": INBOUND["CallSid"], "RecordingSid": "RE" + "4" * 32, "RecordingStatus": "completed",
+             "RecordingDuration": "4", "RecordingUrl": "https://api.twilio.com/Recordings/RE" + "4" * 32}
+NUL_CALLER = "+44770090\x00123"
+
+
+def warnings_of(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def one_line_naming(caplog, field: str) -> str:
+    (line,) = warnings_of(caplog)
+    assert f"{field} " in line and "\x00" not in line and len(line) < 250, line
+    return line
+
+
+@pytest.fixture
+def twilio_on_each_database(app_on_each_database, team_files):
+    """Signed posts to the app on SQLite, then on PostgreSQL, with a call to alice's number in the log."""
+    post = twilio_poster(app_on_each_database.test_client(), team_files.auth_token)
+    assert post("/voice", {**INBOUND, "To": TEAM}).status_code == 200  # nobody's phone: voicemail at once
+    return post
+
+
+def logged_calls(app) -> list[dict]:
+    return app.extensions["shetphone"].store.calls.calls_for([TEAM], None)
+
+
+def in_progress(app) -> list[dict]:
+    return app.extensions["shetphone"].store.calls.calls_in_progress([TEAM])
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("CallSid", "CA" + "5" * 70),
+    ("CallSid", "CA" + "5" * 32 + "\n"),
+    ("CallSid", "CA5"),
+    ("ParentCallSid", INBOUND["CallSid"] + "\x00"),
+    ("From", NUL_CALLER),
+    ("To", "client:" + "a" * 300),
+])
+def test_a_status_callback_no_twilio_request_carries_is_204_with_one_line_and_changes_nothing(
+        app_on_each_database, twilio_on_each_database, caplog, field, value):
+    app, post = app_on_each_database, twilio_on_each_database
+    assert post("/voice/status", LEG).status_code == 204
+    before = logged_calls(app), in_progress(app)
+    caplog.clear()
+    form = {**LEG, "CallSid": "CA" + "5" * 32, "CallStatus": "in-progress", "SequenceNumber": "1", field: value}
+    assert post("/voice/status", form).status_code == 204  # not 503: Twilio would retry it for nothing
+    one_line_naming(caplog, field)
+    assert (logged_calls(app), in_progress(app)) == before
+
+
+@pytest.mark.parametrize(("field", "value"), [("CallSid", "CA" + "7" * 70), ("CallSid", "CA" + "7" * 31 + "x"),
+                                              ("From", NUL_CALLER), ("From", "sip:" + "a" * 300 + "@example.test")])
+@pytest.mark.parametrize("to", [TEAM, "+441595000002"])  # a ring group, a media stream
+def test_a_call_no_twilio_request_carries_goes_ahead_unlogged_with_one_line(
+        app_on_each_database, twilio_on_each_database, caplog, field, value, to):
+    app, post = app_on_each_database, twilio_on_each_database
+    before = logged_calls(app)
+    caplog.clear()
+    root = twiml_of(post("/voice", {"CallSid": "CA" + "7" * 32, "From": INBOUND["From"], "To": to, field: value}))
+    assert root[0].tag in ("Say", "Record", "Connect")  # voicemail at once (nobody's phone), or the stream
+    one_line_naming(caplog, field)
+    assert logged_calls(app) == before
+
+
+def test_a_call_whose_known_callsid_comes_again_with_a_nul_caller_keeps_its_row(
+        app_on_each_database, twilio_on_each_database, caplog):
+    app, post = app_on_each_database, twilio_on_each_database
+    before = logged_calls(app)
+    caplog.clear()
+    twiml_of(post("/voice", {**INBOUND, "From": NUL_CALLER, "To": TEAM}))
+    one_line_naming(caplog, "From")
+    assert logged_calls(app) == before and before[0]["from"] == INBOUND["From"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("RecordingSid", "RE" + "4" * 32 + "\n"),
+    ("RecordingSid", "RE" + "4" * 70),
+    ("RecordingSid", "nonsense"),
+    ("RecordingUrl", "https://api.twilio.com/" + "a" * 1100),
+    ("RecordingUrl", "https://api.twilio.com/\x00"),
+    ("CallSid", INBOUND["CallSid"] + "\x00"),
+])
+def test_a_recording_callback_no_twilio_request_carries_is_204_with_one_line_and_stores_nothing(
+        app_on_each_database, twilio_on_each_database, caplog, field, value):
+    app, post = app_on_each_database, twilio_on_each_database
+    caplog.clear()
+    assert post("/voice/recording", {**RECORDING, field: value}).status_code == 204
+    one_line_naming(caplog, field)
+    (call,) = logged_calls(app)
+    assert call["recording_sid"] is None
+    assert post("/voice/recording", RECORDING).status_code == 204  # the real one still is stored
+    assert logged_calls(app)[0]["recording_sid"] == RECORDING["RecordingSid"]
+
+
+def test_a_transcript_with_a_nul_byte_is_kept_without_it(app_on_each_database, twilio_on_each_database, caplog):
+    app, post = app_on_each_database, twilio_on_each_database
+    assert post("/voice/recording", RECORDING).status_code == 204
+    transcript = {"CallSid": INBOUND["CallSid"], "RecordingSid": RECORDING["RecordingSid"],
+                  "TranscriptionSid": "TR" + "1" * 32, "TranscriptionStatus": "completed",
+                  "TranscriptionText": "Call me\x00 back."}
+    assert post("/voice/transcription", transcript).status_code == 204
+    assert warnings_of(caplog) == []
+    assert logged_calls(app)[0]["voicemail_transcript"] == "Call me back."
+
+
+def test_a_dial_outcome_of_a_callsid_no_twilio_request_carries_still_gets_voicemail_with_one_line(
+        app_on_each_database, twilio_on_each_database, caplog):
+    app, post = app_on_each_database, twilio_on_each_database
+    before = logged_calls(app)
+    caplog.clear()
+    root = twiml_of(post("/voice/dial-complete", {**INBOUND, "CallSid": INBOUND["CallSid"] + "\x00",
+                                                  "DialCallStatus": "completed"}))
+    assert [child.tag for child in root] == ["Hangup"]
+    one_line_naming(caplog, "CallSid")
+    assert logged_calls(app) == before
+
+
+@pytest.mark.parametrize(("path", "form", "store_part", "method"), [
+    ("/voice/status", LEG, "calls", "record_status"),
+    ("/voice/recording", RECORDING, "calls", "record_voicemail"),
+    ("/voice/transcription", {"RecordingSid": RECORDING["RecordingSid"], "TranscriptionStatus": "completed",
+                              "TranscriptionText": "Call me back."}, "outbox", "transcribed"),
+])
+def test_a_callback_whose_value_the_database_refused_is_204_not_a_503_to_retry(app, twilio_post, caplog,
+                                                                               monkeypatch, path, form,
+                                                                               store_part, method):
+    """Whatever the checks before the store miss: a value the database refuses is refused on every retry."""
+    from shetphone.store import StoreRefused
+
+    def refused(*args, **kwargs):
+        raise StoreRefused("database postgresql://db/phone: value too long for type character varying(64)")
+
+    monkeypatch.setattr(getattr(app.extensions["shetphone"].store, store_part), method, refused)
+    assert twilio_post(path, form).status_code == 204
+    (line,) = warnings_of(caplog)
+    assert "ignored" in line and "value too long" in line

@@ -12,6 +12,7 @@ from twilio_standin import TwilioStandIn
 
 from shetphone import create_app
 from shetphone.settings import load_settings
+from shetphone.voicemail import is_recording_sid
 
 AUDIO = bytes(range(256)) * 64  # 16 KiB standing in for an MP3
 ROOT_SID = "CA" + "9" * 32
@@ -134,6 +135,12 @@ def test_media_host_down_is_a_clear_502(tmp_path):
     assert response.status_code == 502
     assert "could not be reached" in response.get_json()["error"]
     app.extensions["shetphone"].store.close()
+
+
+def test_a_recording_sid_is_re_and_32_hex_digits_and_nothing_after():
+    assert is_recording_sid(RECORDING_SID)
+    not_sids = (RECORDING_SID + "\n", RECORDING_SID + "0", "RE" + "g" * 32)  # a newline: what ^...$ let through
+    assert [text for text in not_sids if is_recording_sid(text)] == []
 
 
 def test_a_recording_for_an_unknown_call_emits_nothing(team):

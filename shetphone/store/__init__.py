@@ -5,6 +5,7 @@
 ``logins``, the live logins).
 Callers see the store's exceptions only: :class:`StoreUnavailable` when the
 database did not answer in time (a webhook answers 503 and Twilio retries),
+:class:`StoreRefused` when it refused a value (retrying cannot help),
 :class:`SchemaTooNew` at start for a database from a newer Shetphone, and
 :class:`StoreError`, their base, for anything else.
 
@@ -26,7 +27,7 @@ from ..callstate import utc_now
 from .calls import CallLog, Recording
 from .control import CallControls
 from .engine import Database
-from .errors import SchemaTooNew, StoreError, StoreUnavailable
+from .errors import SchemaTooNew, StoreError, StoreRefused, StoreUnavailable
 from .logins import Logins, login_key
 from .migrate import Upgrade, upgrade
 from .outbox import MailOutbox
@@ -34,7 +35,7 @@ from .presence import PresenceStore
 
 __all__ = [
     "CallControls", "CallLog", "Database", "Logins", "MailOutbox", "PresenceStore", "Recording", "SchemaTooNew",
-    "Store", "StoreError", "StoreUnavailable", "Upgrade", "login_key",
+    "Store", "StoreError", "StoreRefused", "StoreUnavailable", "Upgrade", "login_key",
 ]
 
 

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from .errors import StoreError, StoreUnavailable
+from .errors import StoreError, StoreRefused, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -57,6 +57,9 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _POSTGRESQL_RETRYABLE = frozenset({"40001", "40P01"})
 # The database did not answer, or not in time; anything else from it is a StoreError.
 _UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+# The database refused the values themselves (too long, a NUL byte in text, out of range, a constraint): the
+# same write fails every time. So does sqlite3 binding an int beyond 64 bits: an OverflowError, no DBAPI error.
+_REFUSED = (sa.exc.DataError, sa.exc.IntegrityError)
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:
@@ -297,6 +300,8 @@ class OneStatement:
                 raw.invalidate() if not isinstance(exc, sqlite3.OperationalError) else None
                 if not _sqlite_busy(exc):
                     raise database.driver_error(exc) from exc
+            except OverflowError as exc:  # refused before the statement ran: the connection is as it was
+                raise database.driver_error(exc) from exc
             except BaseException as exc:
                 if not _is_psycopg_error(exc):
                     raw.invalidate()
@@ -390,12 +395,16 @@ class Database:
         return OneStatement(self, statement, columns)
 
     def driver_error(self, error: BaseException) -> StoreError:
-        """The store's exception for a DBAPI error: unavailable when the database did not answer."""
+        """The store's exception for a DBAPI error: unavailable when the database did not answer, refused when
+        it would not take a value."""
         psycopg = sys.modules.get("psycopg")
         unavailable = isinstance(error, sqlite3.OperationalError) or (
             psycopg is not None and isinstance(error, psycopg.OperationalError | psycopg.errors.QueryCanceled)
         )
-        kind = StoreUnavailable if unavailable else StoreError
+        refused = isinstance(error, sqlite3.DataError | sqlite3.IntegrityError | OverflowError) or (
+            psycopg is not None and isinstance(error, psycopg.DataError | psycopg.IntegrityError)
+        )
+        kind = StoreUnavailable if unavailable else StoreRefused if refused else StoreError
         return kind(f"database {self.name}: {_first_line(error)}")
 
     def release_connections(self) -> None:
@@ -448,6 +457,8 @@ class Database:
                     ) from exc
             except sa.exc.SQLAlchemyError as exc:
                 raise self._store_error(exc) from exc
+            except OverflowError as exc:
+                raise self.driver_error(exc) from exc
 
     def _worth_retrying(self, exc: sa.exc.DBAPIError) -> bool:
         """The database turned the transaction away before or instead of running it: try again."""
@@ -459,5 +470,8 @@ class Database:
         detail = _first_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
         if self.dialect == "sqlite" and detail == "unable to open database file":  # SQLite says no more
             detail += f" (may this user create and write files in {Path(self.url.database).parent}?)"
-        kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
+        if isinstance(exc, _UNAVAILABLE):
+            kind: type[StoreError] = StoreUnavailable
+        else:
+            kind = StoreRefused if isinstance(exc, _REFUSED) else StoreError
         return kind(f"database {self.name}: {detail}")

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, request, url_for
 
-from .. import current_team, realtime, ringing, stream_auth, twiml
+from .. import current_team, realtime, ringing, stream_auth, twilio_fields, twiml
 from ..callstate import call_status_event, int_or_none
 from ..dialing import DialRefused, plan_outbound_call
 from ..mail import Voicemail
 from ..presence import State
 from ..settings import NumberTarget
-from ..store import StoreError
+from ..store import StoreError, StoreRefused
 from ..voicemail import is_recording_sid
 from . import control as call_control
 from .dialer import url_for_voicemail
@@ -31,6 +31,15 @@ bp = Blueprint("voice", __name__, url_prefix="/voice")
 VOICEMAIL_STATUSES = {"no-answer", "busy", "failed"}
 QUIET_STATUSES = {"queued", "ringing"}  # nobody is busier or freer for them
 NOBODY_TO_RING = "Sorry, nobody can take your call. Please try again later."
+
+# The fields each route stores, checked before it does (twilio_fields): a value no real Twilio request
+# carries is answered as done, never stored, rather than refused by the database on every retry.
+CALL_FIELDS = {"CallSid": twilio_fields.call_sid, "From": twilio_fields.address}
+STATUS_FIELDS = {"CallSid": twilio_fields.call_sid, "ParentCallSid": twilio_fields.call_sid,
+                 "From": twilio_fields.address, "To": twilio_fields.address}
+DIAL_FIELDS = {"CallSid": twilio_fields.call_sid}
+RECORDING_FIELDS = {"CallSid": twilio_fields.call_sid, "RecordingSid": twilio_fields.recording_sid,
+                    "RecordingUrl": twilio_fields.url}
 
 
 _ROUTE_PATHS: dict[str, str] = {}  # endpoint -> its path, for routes without values: the same in every app
@@ -59,14 +68,21 @@ def xml(document: str) -> Response:
 @twilio_signed
 def incoming():
     form = request.form
-    caller, called, call_sid = form.get("From", ""), form.get("To", ""), form.get("CallSid", "")
+    caller, called = form.get("From", ""), form.get("To", "")
+    call_sid: str | None = form.get("CallSid", "")
     team = current_team()  # once: each lookup goes through Flask's context locals
-    if caller.startswith("client:"):
+    wrong = twilio_fields.problem(form, CALL_FIELDS)
+    if wrong is not None:
+        log.warning("a call goes ahead without being logged: %s", wrong)
+        call_sid = None  # not logged, and nothing more said of it
+    if caller.startswith("client:"):  # a client of that name is one of the team's, or the call is refused
         return _from_browser(team, caller.removeprefix("client:"), called, call_sid)
+    if wrong is not None and twilio_fields.address(caller) is not None:
+        caller = ""  # no real caller's: kept out of the TwiML too (a NUL byte is no XML)
     return _to_team_number(team, caller, called, call_sid)
 
 
-def _from_browser(team: Team, client: str, dialled: str, call_sid: str) -> Response:
+def _from_browser(team: Team, client: str, dialled: str, call_sid: str | None) -> Response:
     if client not in team.users.current:
         return xml(twiml.refusal("Sorry, your account can no longer make calls."))
     try:
@@ -82,7 +98,7 @@ def _from_browser(team: Team, client: str, dialled: str, call_sid: str) -> Respo
                                    action_url=public_url_for("voice.dial_complete", team)))
 
 
-def _to_team_number(team: Team, caller: str, number: str, call_sid: str) -> Response:
+def _to_team_number(team: Team, caller: str, number: str, call_sid: str | None) -> Response:
     target = team.directory.target_for(number)
     if target is None:
         return xml(twiml.refusal("Sorry, this number is not in service."))
@@ -92,11 +108,11 @@ def _to_team_number(team: Team, caller: str, number: str, call_sid: str) -> Resp
     stream_url = f"wss://{team.settings.public_host}/media/stream"
     stream_target = target.stream_target
     # The bridge admits the stream only with this, once, for this call and target (SPEC §5).
-    auth = stream_auth.mint(team.settings.secret_key, call_sid, stream_target)
+    auth = stream_auth.mint(team.settings.secret_key, call_sid or "", stream_target)
     return xml(twiml.media_stream(stream_url, {"target": stream_target, "from": caller, "auth": auth}))
 
 
-def _ring(team: Team, target: NumberTarget, caller: str, number: str, call_sid: str, *,
+def _ring(team: Team, target: NumberTarget, caller: str, number: str, call_sid: str | None, *,
           database_answers: bool) -> str:
     """SPEC §7: the members who are available, the number's outside phones and the forward number of each
     member who is offline; nobody: straight to voicemail. A member removed from .htpasswd is never rung.
@@ -128,10 +144,10 @@ def _ring(team: Team, target: NumberTarget, caller: str, number: str, call_sid: 
     )
 
 
-def _missed_at_once(team: Team, call_sid: str, caller: str, number: str) -> None:
+def _missed_at_once(team: Team, call_sid: str | None, caller: str, number: str) -> None:
     """A call sent straight to voicemail is missed from the start: no leg and no <Dial action> will say so,
     so the log is told here, and the pages of the number (their recent calls) too."""
-    if not call_sid:  # not logged (_open_call said so): no call for the pages either
+    if not call_sid:  # not logged (_open_call or incoming said why): no call for the pages either
         return
     try:
         team.store.calls.missed_at_once(call_sid)
@@ -142,11 +158,14 @@ def _missed_at_once(team: Team, call_sid: str, caller: str, number: str) -> None
     realtime.emit_call_status(call_status_event(facts, call_sid, None, "no-answer", datetime.now(UTC), None))
 
 
-def _open_call(team: Team, call_sid: str, direction: str, number: str, caller: str, called: str,
+def _open_call(team: Team, call_sid: str | None, direction: str, number: str, caller: str, called: str,
                client: str | None) -> bool:
-    """Log the call's start; False when the database could not."""
+    """Log the call's start; False when the database could not. ``call_sid`` None: not to be logged
+    (a field the store would refuse; ``incoming`` said which)."""
     # The call goes ahead even when the log cannot be written: a lost log row is
     # better than a lost call.
+    if call_sid is None:
+        return True
     if not call_sid:  # every request without one would fold into one row keyed ""
         log.warning("a call from %s to %s came without a CallSid: not logged", caller, called)
         return True  # the database is well: presence is still asked
@@ -160,14 +179,27 @@ def _open_call(team: Team, call_sid: str, direction: str, number: str, caller: s
     return True
 
 
+def _fields_refused(what: str, checks: dict[str, twilio_fields.Check]) -> bool:
+    """Whether a field of the request could not be Twilio's (one line says which): then nothing is stored."""
+    wrong = twilio_fields.problem(request.form, checks)
+    if wrong is not None:
+        log.warning("%s ignored: %s", what, wrong)
+    return wrong is not None
+
+
 @bp.post("/status")
 @twilio_signed
 def status():
+    if _fields_refused("a status callback", STATUS_FIELDS):
+        return "", 204
     if call_control.status_callback(request.form, request.args):  # a target control rang: not a call of the log
         return "", 204
     team = current_team()
     try:
         payload = team.store.calls.record_status(request.form, team.directory.team_numbers())
+    except StoreRefused as exc:  # the same every time: Twilio is not asked to retry it
+        log.warning("a status callback ignored: %s", exc)
+        return "", 204
     except StoreError as exc:
         log.warning("could not record a status callback; Twilio will retry it (%s): %s", twiml.RETRIES, exc)
         abort(503)
@@ -184,13 +216,14 @@ def dial_complete():
     team = current_team()
     outcome = request.form.get("DialCallStatus", "")
     call_sid = request.form.get("CallSid", "")
-    try:
-        team.store.calls.record_dial_outcome(call_sid, outcome)
-    except StoreError as exc:
-        log.warning("could not record the outcome of call %s: %s", call_sid, exc)
-    moved = call_control.dial_answer(request.form)  # the conference, for a call control is moving into one
-    if moved is not None:
-        return xml(moved)
+    if not _fields_refused("the outcome of a <Dial>", DIAL_FIELDS):  # else the caller still gets voicemail
+        try:
+            team.store.calls.record_dial_outcome(call_sid, outcome)
+        except StoreError as exc:
+            log.warning("could not record the outcome of call %s: %s", call_sid, exc)
+        moved = call_control.dial_answer(request.form)  # the conference, for a call control is moving into one
+        if moved is not None:
+            return xml(moved)
     # A browser's outgoing call is over with its <Dial>: nobody there to leave a message for.
     outgoing = request.form.get("From", "").startswith("client:")
     voicemail = _voicemail() if outcome in VOICEMAIL_STATUSES and not outgoing else None
@@ -230,7 +263,8 @@ def recorded():
 @twilio_signed
 def recording():
     form = request.form
-    if form.get("RecordingStatus", "completed") != "completed":
+    if form.get("RecordingStatus", "completed") != "completed" or _fields_refused("a recording callback",
+                                                                                    RECORDING_FIELDS):
         return "", 204
     duration = int_or_none(form.get("RecordingDuration")) or 0
     team = current_team()
@@ -242,6 +276,9 @@ def recording():
             duration=duration,
             also=_queue_mail if team.mail is not None else None,
         )
+    except StoreRefused as exc:
+        log.warning("a recording callback ignored: %s", exc)
+        return "", 204
     except StoreError as exc:
         log.warning("could not store a recording; Twilio will retry it (%s): %s", twiml.RETRIES, exc)
         abort(503)
@@ -287,12 +324,16 @@ def transcription():
     if not is_recording_sid(recording_sid):
         log.warning("transcription callback without a valid RecordingSid ignored")
         return "", 204
-    text = (form.get("TranscriptionText") or "").strip() if form.get("TranscriptionStatus") == "completed" else ""
+    completed = form.get("TranscriptionStatus") == "completed"
+    text = twilio_fields.without_nul(form.get("TranscriptionText") or "").strip() if completed else ""
     if not text:
         log.info("no transcript for recording %s (%s)", recording_sid, form.get("TranscriptionStatus") or "no status")
     team = current_team()
     try:
         stored = team.store.outbox.transcribed(recording_sid, text or None, now=time.time())
+    except StoreRefused as exc:
+        log.warning("a transcription callback ignored: %s", exc)
+        return "", 204
     except StoreError as exc:
         log.warning("could not store a transcript: %s", exc)
         abort(503)
