@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -612,6 +613,26 @@ def test_media_before_start_is_skipped_and_the_stream_goes_on(tmp_path):
         asyncio.run(call())
     samples, _, _ = read_wav(tmp_path / f"{call_sid(3)}.wav")
     assert band_energy(samples[:, 0], 48000, 541, 10) > 0.5 * np.sum(samples[:, 0].astype(np.float64) ** 2)
+
+
+def test_dtmf_before_start_is_a_bad_message_and_cannot_flood_the_log(caplog):
+    caplog.set_level(logging.INFO, logger="shetphone.bridge.server")
+    with ThreadedBridge() as bridge:
+
+        async def call() -> None:
+            stream = await open_stream(bridge.port, 3)
+            for _ in range(50):  # only the upgrade's signature so far, which anyone may have seen
+                await stream.dtmf("1")
+            await stream.start("echo")
+            await stream.dtmf("5")
+            await stream.stop()
+            await _drain(stream)
+
+        asyncio.run(call())
+    lines = [r.getMessage() for r in caplog.records if r.name == "shetphone.bridge.server"]
+    assert [line for line in lines if "DTMF" in line] == [f"stream {stream_sid(3)}: DTMF 5"]
+    skipped = [line for line in lines if "bad message skipped" in line]
+    assert len(skipped) == 10 and all(line.endswith("dtmf before start") for line in skipped)
 
 
 @pytest.mark.parametrize(

@@ -314,6 +314,8 @@ class _Stream:
                 log.debug("%s: connected (protocol %s %s)", self._name, message.protocol, message.version)
                 return True
             case Dtmf():
+                if self.session is None:  # logged as a bad message: capped, so a peer cannot flood the log
+                    return not self._bad("dtmf before start")
                 log.info("%s: DTMF %s", self._name, message.digit)
                 self.dtmf.append(message.digit)
                 return True
