@@ -72,6 +72,22 @@ def test_a_second_stream_of_one_call_does_not_overwrite_the_first(tmp_path):
     assert second.path.name == "CA1-MZ2.wav"
 
 
+def test_a_recording_that_fills_the_disk_stops_in_one_line_and_the_call_goes_on(tmp_path, caplog):
+    (tmp_path / "CA1.wav.part").symlink_to("/dev/full")  # every write that reaches the disk: ENOSPC
+    recorder = WavRecorder(tmp_path / "CA1.wav")
+    session = Session(start_of("MZ1"), EchoTarget(), Outbox(), recorder)
+    for _ in range(10):
+        session.receive_media(ulaw_encode(np.full(160, 3000, dtype=np.int16)))
+        session.tick()
+    session.tick()
+    assert len(session.outbox) == 11  # the caller hears every tick's echo
+    recorder.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"recording {tmp_path / 'CA1.wav'} stopped: [Errno 28] No space left on device"]
+    assert not any(r.exc_info for r in caplog.records)
+    assert not (tmp_path / "CA1.wav").exists()  # never named .wav: it is not complete
+
+
 # ----------------------------------------------------------------------------- the AudioSource
 
 
