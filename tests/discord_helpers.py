@@ -296,6 +296,34 @@ class FakeVoiceChannel:
         return voice
 
 
+class UnansweredGateway:
+    """The bot's gateway websocket as discord.py uses it to join voice: the op 4 it sends, which Discord never
+    answers (a channel deleted mid-call, voice servers that do not reply)."""
+
+    def __init__(self) -> None:
+        self.voice_states: list[int | None] = []  # the channel each op 4 asks for; None: leave
+
+    async def voice_state(self, guild_id: int, channel_id: int | None, self_mute: bool = False,
+                          self_deaf: bool = False) -> None:
+        self.voice_states.append(channel_id)
+
+
+async def real_voice_channel(channel_id: int, guild_id: int, gateway: UnansweredGateway) -> Any:
+    """A real discord.VoiceChannel of a real, logged-in-looking discord.Client whose gateway is ``gateway``:
+    discord.py's own connect() and its voice client bookkeeping, Discord's side stood in."""
+    client = discord.Client(intents=discord.Intents.none())
+    await client._async_setup_hook()  # the loop and the ready event, as start() makes them
+    client._ready.set()
+    state = client._connection
+    state._get_websocket = lambda guild_id=None, *, shard_id=None: gateway
+    guild = discord.Guild(data={"id": str(guild_id), "name": "guild", "channels": []}, state=state)
+    state._add_guild(guild)
+    data = {"id": str(channel_id), "name": "voice", "type": 2, "position": 0, "bitrate": 64000, "user_limit": 0}
+    channel = discord.VoiceChannel(state=state, guild=guild, data=data)  # type: ignore[arg-type]
+    guild._add_channel(channel)
+    return client, channel
+
+
 class FakeTextChannel:
     def __init__(self) -> None:
         self.messages: list[str] = []

@@ -126,6 +126,7 @@ def test_dtmf_mark_stop():
         (with_changes(MARK, ("mark", "name"), ...), "'name' is missing"),
         (with_changes(STOP, ("stop",), "x"), "'stop' is not an object"),
         ("[" * 100_000, "longer than"),
+        ('{"event": "media", "chunk": 1' + "0" * 5000 + "}", "a number of more than 4,300 digits"),
     ],
 )
 def test_bad_messages_raise_one_clear_line(raw, reason):

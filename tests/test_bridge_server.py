@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -614,6 +615,26 @@ def test_media_before_start_is_skipped_and_the_stream_goes_on(tmp_path):
     assert band_energy(samples[:, 0], 48000, 541, 10) > 0.5 * np.sum(samples[:, 0].astype(np.float64) ** 2)
 
 
+def test_dtmf_before_start_is_a_bad_message_and_cannot_flood_the_log(caplog):
+    caplog.set_level(logging.INFO, logger="shetphone.bridge.server")
+    with ThreadedBridge() as bridge:
+
+        async def call() -> None:
+            stream = await open_stream(bridge.port, 3)
+            for _ in range(50):  # only the upgrade's signature so far, which anyone may have seen
+                await stream.dtmf("1")
+            await stream.start("echo")
+            await stream.dtmf("5")
+            await stream.stop()
+            await _drain(stream)
+
+        asyncio.run(call())
+    lines = [r.getMessage() for r in caplog.records if r.name == "shetphone.bridge.server"]
+    assert [line for line in lines if "DTMF" in line] == [f"stream {stream_sid(3)}: DTMF 5"]
+    skipped = [line for line in lines if "bad message skipped" in line]
+    assert len(skipped) == 10 and all(line.endswith("dtmf before start") for line in skipped)
+
+
 @pytest.mark.parametrize(
     ("target", "code"),
     [("sip:nowhere", 1008), ("discord:123456789012345678", 1011)],  # unknown; Discord without a bot token
@@ -671,17 +692,7 @@ def test_twilio_not_reading_costs_the_oldest_audio_not_memory():
     with ThreadedBridge() as bridge:
 
         async def call() -> tuple[int, int, int]:
-            # A small receive buffer, and never a recv(): the echo piles up at the bridge.
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-            sock.connect(("127.0.0.1", bridge.port))
-            websocket = await connect(
-                f"ws://{PUBLIC_HOST}{MEDIA_PATH}",
-                sock=sock,
-                additional_headers={"X-Twilio-Signature": sign()},
-                max_queue=4,
-            )
-            stream = TwilioStream(websocket, stream_sid(8), call_sid(8))
+            stream = await open_unread_stream(bridge.port, 8)
             await stream.start("echo")
             sid = stream_sid(8)
             await wait_for(lambda: bridge.call(lambda: sid in bridge.bridge.sessions))
@@ -710,6 +721,64 @@ def _write_buffer(bridge: ThreadedBridge, sid: str) -> int:
     for connection in bridge.bridge.server.connections:
         return connection.transport.get_write_buffer_size()
     return 0
+
+
+async def open_unread_stream(port: int, n: int) -> TwilioStream:
+    """A stream whose client never reads (a small receive buffer, never a recv(), no pings of its own)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", port))
+    websocket = await connect(
+        f"ws://{PUBLIC_HOST}{MEDIA_PATH}",
+        sock=sock,
+        additional_headers={"X-Twilio-Signature": sign()},
+        max_queue=4,
+        ping_interval=None,  # its pings unanswered, websockets' client would close the connection itself
+    )
+    return TwilioStream(websocket, stream_sid(n), call_sid(n))
+
+
+def test_a_peer_that_stopped_reading_is_let_go_when_its_stream_ends_and_at_shutdown():
+    """websockets' close waits for its write buffer to drain, without end, before its close timeout starts;
+    so does its keepalive ping, once the call has outlived ping_interval (20 s) with the peer not reading."""
+    bridge = ThreadedBridge(config=bridge_config(media_timeout=1.0)).__enter__()
+    exited = False
+    try:
+
+        async def calls() -> None:
+            nonlocal exited
+            falls_silent, talks_on = await open_unread_stream(bridge.port, 1), await open_unread_stream(bridge.port, 2)
+            await falls_silent.start("echo")
+            await talks_on.start("echo")
+            await wait_for(lambda: bridge.call(lambda: len(bridge.bridge.sessions)) == 2)
+            ping_interval = bridge.call(lambda: next(iter(bridge.bridge.connections)).websocket.ping_interval)
+            loop = asyncio.get_running_loop()
+            opened = loop.time()
+
+            def stuck() -> bool:  # the bridge's writes to both wait on the peers, past the first keepalive ping
+                outboxes = [session.outbox.dropped for session in bridge.bridge.sessions.values()]
+                return len(outboxes) == 2 and min(outboxes) > 0 and loop.time() > opened + ping_interval + 1
+
+            talking = asyncio.create_task(talks_on.play(tone(440, 120.0), head_start=0))
+            while not bridge.call(stuck):
+                await falls_silent.play(tone(640, 0.2), head_start=0)
+            # Silent: the watchdog ends the stream, and its place is free for another call.
+            await wait_for(lambda: bridge.call(lambda: len(bridge.bridge.connections)) == 1)
+            assert not talking.done()
+            # SIGTERM while the other still talks: the bridge stops (its exit waits 15 s for the thread).
+            await asyncio.to_thread(bridge.__exit__, None, None, None)
+            exited = True
+            talking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await talking
+            for stream in (falls_silent, talks_on):
+                stream.ws.transport.abort()
+
+        asyncio.run(calls())
+    finally:
+        if not exited:
+            bridge.__exit__(None, None, None)
+    assert bridge.bridge.connections == set() and bridge.bridge.sessions == {}
 
 
 # ----------------------------------------------------------------------------- stream auth (SPEC §5)

@@ -10,7 +10,7 @@ import wave
 
 import discord
 import numpy as np
-from discord_helpers import FakeClient, FakeTextChannel, until
+from discord_helpers import FakeClient, FakeTextChannel, UnansweredGateway, real_voice_channel, until
 
 from shetphone.bridge.audio import FRAME_BYTES, SILENCE_FRAME, ulaw_decode, ulaw_encode
 from shetphone.bridge.protocol import Start
@@ -70,6 +70,22 @@ def test_a_second_stream_of_one_call_does_not_overwrite_the_first(tmp_path):
     second = WavRecorder.for_call(tmp_path, "CA1", "MZ2")
     second.close()
     assert second.path.name == "CA1-MZ2.wav"
+
+
+def test_a_recording_that_fills_the_disk_stops_in_one_line_and_the_call_goes_on(tmp_path, caplog):
+    (tmp_path / "CA1.wav.part").symlink_to("/dev/full")  # every write that reaches the disk: ENOSPC
+    recorder = WavRecorder(tmp_path / "CA1.wav")
+    session = Session(start_of("MZ1"), EchoTarget(), Outbox(), recorder)
+    for _ in range(10):
+        session.receive_media(ulaw_encode(np.full(160, 3000, dtype=np.int16)))
+        session.tick()
+    session.tick()
+    assert len(session.outbox) == 11  # the caller hears every tick's echo
+    recorder.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"recording {tmp_path / 'CA1.wav'} stopped: [Errno 28] No space left on device"]
+    assert not any(r.exc_info for r in caplog.records)
+    assert not (tmp_path / "CA1.wav").exists()  # never named .wav: it is not complete
 
 
 # ----------------------------------------------------------------------------- the AudioSource
@@ -311,6 +327,31 @@ def test_a_failed_join_is_retried(monkeypatch):
 
     client = asyncio.run(scenario())
     assert client.events[0] == ("join", VOICE)
+
+
+def test_a_join_discord_never_answers_leaves_discord_py_holding_no_voice_client(monkeypatch):
+    """discord.py registers its voice client for the guild before the handshake and, when the join is
+    cancelled (the hub's own timeout), keeps it: every later join was "Already connected to a voice
+    channel.", and the bot was busy in that server until a restart."""
+    from shetphone.bridge.targets.discord import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "CONNECT_TIMEOUT", 0.2)
+    monkeypatch.setattr(hub_module, "BACKOFF_FIRST", 0.01)
+
+    async def scenario():
+        gateway = UnansweredGateway()
+        client, channel = await real_voice_channel(VOICE, GUILD, gateway)
+        hub = DiscordHub([client], keeper_interval=0.01)
+        target = DiscordTarget(hub, VOICE, "MZ1", "+441595000010")
+        await target.open()
+        await until(lambda: gateway.voice_states.count(VOICE) >= 2)  # the join tried again, afresh
+        await target.close()
+        await until(lambda: VOICE not in hub.channels)
+        bot_free = hub.pool.bots[0].free_in(channel.guild)
+        await hub.close()
+        return bot_free
+
+    assert asyncio.run(scenario())  # free for the server's next call
 
 
 def test_a_text_channel_that_cannot_be_found_does_not_end_the_call():

@@ -194,6 +194,9 @@ def parse_message(raw: str | bytes) -> Message:
         data = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
         raise ProtocolError(f"not JSON: {_short(raw)}") from None
+    except ValueError:
+        # Python refuses to convert an integer literal of more than 4,300 digits.
+        raise ProtocolError("a number of more than 4,300 digits") from None
     if not isinstance(data, dict):
         raise ProtocolError("not a JSON object")
     event = data.get("event")

@@ -207,7 +207,12 @@ class Bridge:
             await session.close()
         if self.server is not None:
             self.server.close(close_connections=True)
-            await self.server.wait_closed()  # the handlers end any stream that started meanwhile
+            closed = asyncio.ensure_future(self.server.wait_closed())  # the handlers end any stream started meanwhile
+            if not (await asyncio.wait({closed}, timeout=2 * CLOSE_TIMEOUT))[0]:
+                # A peer that stopped reading holds websockets' close for ever (see close_websocket).
+                for stream in list(self.connections):
+                    stream.websocket.transport.abort()
+                await closed
         self.sessions.clear()
         self.replay.close()
 
@@ -314,6 +319,8 @@ class _Stream:
                 log.debug("%s: connected (protocol %s %s)", self._name, message.protocol, message.version)
                 return True
             case Dtmf():
+                if self.session is None:  # logged as a bad message: capped, so a peer cannot flood the log
+                    return not self._bad("dtmf before start")
                 log.info("%s: DTMF %s", self._name, message.digit)
                 self.dtmf.append(message.digit)
                 return True
@@ -420,11 +427,11 @@ class _Stream:
         log.info("%s: ended by its target: %s", self._name, reason)
         self._close_code, self._close_reason = CLOSE_NORMAL, reason[:120]
         # <Connect><Stream> ends with the websocket, and with it the call.
-        await self.websocket.close(CLOSE_NORMAL, reason[:120])
+        await close_websocket(self.websocket, CLOSE_NORMAL, reason[:120])
 
     async def _refuse(self, code: int, reason: str) -> bool:
         log.error("%s: stream refused: %s", self._name, reason)
-        await self.websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
+        await close_websocket(self.websocket, code, reason[:120])  # a close reason is at most 123 bytes
         return False
 
     def _bad(self, reason: str) -> bool:
@@ -464,7 +471,19 @@ class _Stream:
             if self.bridge.sessions.get(session.stream_sid) is session:
                 del self.bridge.sessions[session.stream_sid]
             await session.close()
-        await self.websocket.close(self._close_code, self._close_reason)
+        await close_websocket(self.websocket, self._close_code, self._close_reason)
+
+
+async def close_websocket(websocket: ServerConnection, code: int, reason: str) -> None:
+    """``websocket.close()``, bounded: websockets waits for its write buffer to drain before its own
+    close timeout starts, so a peer that stopped reading would hold the close (and the stream's place
+    under max_calls) for as long as its TCP connection lives."""
+    try:
+        async with asyncio.timeout(2 * CLOSE_TIMEOUT):
+            await websocket.close(code, reason)
+    except TimeoutError:
+        websocket.transport.abort()
+
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"

@@ -7,6 +7,7 @@ recording that is still growing or was cut short without being finalised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import wave
@@ -42,7 +43,15 @@ class WavRecorder:
         if self._wav is None:
             return
         # writeframesraw: the header is patched once, in close(), not at every frame.
-        self._wav.writeframesraw(frame)
+        try:
+            self._wav.writeframesraw(frame)
+        except OSError as exc:
+            # A full disk: the call goes on unrecorded. The file stays .part, as it is not complete.
+            log.error("recording %s stopped: %s", self.path, exc)
+            wav, self._wav = self._wav, None
+            with contextlib.suppress(OSError):
+                wav.close()
+            return
         self.frames += len(frame) // (CHANNELS * SAMPLE_WIDTH)
 
     def close(self) -> None:

@@ -284,6 +284,11 @@ class DiscordHub:
     @staticmethod
     async def _disconnect(link: ChannelLink) -> None:
         voice, link.voice = link.voice, None
+        if voice is None and link.channel is not None:
+            # discord.py registers a join's voice client before the handshake and keeps it when the
+            # join is cancelled (our timeout): every later join would be "Already connected". The
+            # bot is reserved for this link in the guild, so what it holds there is this link's.
+            voice = getattr(link.channel.guild, "voice_client", None)
         if voice is None:
             return
         log.info("leaving voice channel %s", link.channel_id)
