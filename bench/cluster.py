@@ -73,7 +73,7 @@ def latency_summary(seconds: list[float]) -> dict:
 
 
 def root_call(index: int) -> str:
-    return f"CAroot{index:028d}"
+    return f"CA00{index:030x}"
 
 
 def status_form(leg: str, root: str = ROOT_CALL, status: str = "ringing", sequence: int = 0) -> dict[str, str]:
@@ -126,7 +126,7 @@ def measure(cluster: Cluster, clients: int, events: int, posts: int, concurrency
         sender = cluster.session(cluster.apps[0])
         lost = 0
         for index in range(events):
-            leg = f"CAfan{index:029d}"
+            leg = f"CAfa{index:030x}"
             form = status_form(leg)
             headers = {"X-Twilio-Signature": cluster.team.sign("/voice/status", form)}
             sent[leg] = time.perf_counter()
@@ -153,7 +153,7 @@ def measure(cluster: Cluster, clients: int, events: int, posts: int, concurrency
             if not hasattr(local, "session"):
                 local.session = cluster.session()
                 local.session.cookies.clear()
-            leg = f"CAthr{index:029d}"
+            leg = f"CAc0{index:030x}"
             form = status_form(leg, root_call(index % ROOTS))
             headers = {"X-Twilio-Signature": cluster.team.sign("/voice/status", form)}
             started = time.perf_counter()
