@@ -55,8 +55,14 @@ class PageProblems:
 
 def new_context(browser: Browser, server: LiveServer, *, fake_device: bool = True,
                 viewport: dict | None = None, origin: str | None = None, **options) -> BrowserContext:
-    """A fresh context for ``server`` (or for ``origin``, a proxy in front of it); ``options`` go to Playwright."""
+    """A fresh context for ``server`` (or for ``origin``, a proxy in front of it); ``options`` go to Playwright.
+
+    The page's service worker is blocked unless ``service_workers="allow"`` (test_installable, which tests
+    it): a request made while the worker claims the page can slip past ``page.route``, and CI twice saw a
+    routed failure reach the real server instead.
+    """
     origin = origin or server.url
+    options.setdefault("service_workers", "block")
     context = browser.new_context(base_url=origin, viewport=viewport or DESKTOP, **options)
     context.grant_permissions(["microphone", "notifications"], origin=origin)
     context.add_init_script(CSP_WATCH)

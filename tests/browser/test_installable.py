@@ -55,7 +55,7 @@ def open_prefixed(browser: Browser, server: LiveServer, proxy: PrefixProxy) -> I
     opened: list[tuple[Page, PageProblems]] = []
 
     def open_page() -> Page:
-        context = new_context(browser, server, origin=proxy.origin)
+        context = new_context(browser, server, origin=proxy.origin, service_workers="allow")
         log_in(context, server)  # a cookie is for the host, whichever port
         page = context.new_page()
         opened.append((page, PageProblems(page)))
